@@ -1,0 +1,1 @@
+//! Graph passes that prepare a model for quantization.
