@@ -12,13 +12,27 @@ pub use embed::{Metrics, QuantizedModel};
 pub use kenosis_macros::include_quantized;
 
 #[cfg(feature = "runtime")]
+pub mod cache;
+#[cfg(feature = "runtime")]
+pub mod calibrate;
+#[cfg(feature = "runtime")]
+pub mod cast;
+#[cfg(feature = "runtime")]
+pub mod diff;
+#[cfg(feature = "runtime")]
 pub mod env;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+pub mod inspect;
+#[cfg(feature = "runtime")]
 pub mod onnx;
 #[cfg(feature = "runtime")]
+pub mod quantize;
+#[cfg(feature = "runtime")]
 pub mod runtime;
+#[cfg(feature = "runtime")]
+pub mod validate;
 
 #[cfg(feature = "runtime")]
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,1 @@
+//! Content keys and records for the build cache and offline builds.

@@ -1,0 +1,1 @@
+//! Calibration inputs (synthetic, raw files, images) and activation-range collection through ONNX Runtime.

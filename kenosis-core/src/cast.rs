@@ -1,0 +1,1 @@
+//! `kenosis cast`: FP16/BF16 conversion.

@@ -1,0 +1,1 @@
+//! `kenosis diff`: what changed between two models.

@@ -1,0 +1,1 @@
+//! `kenosis inspect`: what a model holds.
