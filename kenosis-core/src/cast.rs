@@ -60,18 +60,27 @@ impl Precision {
         }
     }
 
-    /// Ops that ORT's CPU provider runs natively in this format (see the module docs).
+    /// Ops that ORT's CPU provider runs natively in this format at some opset (see the module docs).
     pub fn native_ops(self) -> &'static [&'static str] {
         match self {
             Precision::Fp16 => FP16_NATIVE_OPS,
             Precision::Bf16 => BF16_NATIVE_OPS,
         }
     }
+
+    /// True when ORT's CPU provider has a kernel of this format for `op` at default-domain `opset`.
+    pub fn runs_natively(self, op: &str, opset: i64) -> bool {
+        let from_12 = self == Precision::Fp16 && FP16_NATIVE_FROM_OPSET_12.contains(&op);
+        self.native_ops().contains(&op) && (opset >= 12 || !from_12)
+    }
 }
 
 /// Ops with real FP16 CPU kernels in ORT 1.31 that Kenosis keeps in FP16 when their data input is FP16.
 pub const FP16_NATIVE_OPS: &[&str] =
     &["Identity", "Flatten", "Transpose", "Concat", "Reshape", "Squeeze", "Unsqueeze", "Expand", "Slice", "Gather", "Clip", "Max", "Min"];
+
+/// Of [`FP16_NATIVE_OPS`], those whose FP16 kernels exist only from opset 12.
+pub const FP16_NATIVE_FROM_OPSET_12: &[&str] = &["Clip", "Max", "Min"];
 
 /// Ops with real BF16 CPU kernels in ORT 1.31 that Kenosis keeps in BF16 when their data input is BF16.
 pub const BF16_NATIVE_OPS: &[&str] = &["Identity", "Flatten", "Transpose", "Concat", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Gather"];
@@ -156,7 +165,8 @@ pub fn cast(model: &Model, opts: &CastOptions) -> Result<(Model, CastReport)> {
     if opts.to == Precision::Bf16 {
         ensure_opset_13(&mut out, &what, &mut report)?;
     }
-    let mut ctx = Ctx { to: opts.to, taken: all_names(out.graph()), report: &mut report };
+    let opset = out.opset("").unwrap_or(1);
+    let mut ctx = Ctx { to: opts.to, opset, taken: all_names(out.graph()), report: &mut report };
     let graph = out.graph_mut();
     cast_graph(graph, &mut ctx, opts.half_io, true)?;
     Ok((out, report))
@@ -209,6 +219,7 @@ fn ensure_opset_13(model: &mut Model, what: &str, report: &mut CastReport) -> Re
 
 struct Ctx<'r> {
     to: Precision,
+    opset: i64,
     taken: HashSet<String>,
     report: &'r mut CastReport,
 }
@@ -346,11 +357,10 @@ fn cast_graph(g: &mut GraphProto, ctx: &mut Ctx, half_io: bool, top: bool) -> Re
     }
 
     // Which nodes run in half precision: native ops whose data input already is half.
-    let native = ctx.to.native_ops();
     let mut half_node = vec![false; g.node.len()];
     for i in topological_order(g)? {
         let n = &g.node[i];
-        if n.op_type == "Constant" || !is_default_domain(n) || !native.contains(&n.op_type.as_str()) {
+        if n.op_type == "Constant" || !is_default_domain(n) || !ctx.to.runs_natively(&n.op_type, ctx.opset) {
             continue;
         }
         let data_half = n.input.first().is_some_and(|x| half.contains(x));
