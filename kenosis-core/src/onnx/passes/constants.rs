@@ -17,9 +17,10 @@ pub struct ConstantsReport {
 }
 
 /// The value a Constant node holds.
+#[allow(clippy::large_enum_variant)] // short-lived, one at a time
 pub(crate) enum ConstValue {
     Dense(TensorProto),
-    Sparse(SparseTensorProto),
+    Sparse(Box<SparseTensorProto>),
 }
 
 /// Reads the value of a Constant node, named after its output.
@@ -61,7 +62,7 @@ pub(crate) fn constant_value(node: &NodeProto) -> Result<ConstValue> {
             let mut s = a.sparse_tensor.clone().ok_or_else(|| err("`sparse_value` holds no tensor".into()))?;
             let values = s.values.get_or_insert_with(TensorProto::default);
             values.name = name;
-            return Ok(ConstValue::Sparse(s));
+            return Ok(ConstValue::Sparse(Box::new(s)));
         }
         other => return Err(err(format!("unknown Constant attribute `{other}`"))),
     };
@@ -105,7 +106,7 @@ fn extract_in(g: &mut GraphProto, report: &mut ConstantsReport) -> Result<()> {
     for (n, v) in std::mem::take(&mut g.node).into_iter().zip(values) {
         match v {
             Some(ConstValue::Dense(t)) => g.initializer.push(t),
-            Some(ConstValue::Sparse(s)) => g.sparse_initializer.push(s),
+            Some(ConstValue::Sparse(s)) => g.sparse_initializer.push(*s),
             None => {
                 kept.push(n);
                 continue;
@@ -115,4 +116,58 @@ fn extract_in(g: &mut GraphProto, report: &mut ConstantsReport) -> Result<()> {
     }
     g.node = kept;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{attr_f, attr_ints, node, ModelBuilder};
+    use crate::onnx::proto::{attribute_type as at, AttributeProto};
+
+    fn floats(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: at::FLOATS, floats: v.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn every_value_kind_becomes_an_initializer() {
+        let sparse = SparseTensorProto {
+            values: Some(tensor::from_f32("", &[2], &[1.0, 2.0])),
+            indices: Some(tensor::from_i64("", &[2], &[0, 3])),
+            dims: vec![4],
+        };
+        let mut m = ModelBuilder::new(13)
+            .node(node("Constant", "a", &[], &["a"], vec![attr_f("value_float", 2.5)]))
+            .node(node("Constant", "b", &[], &["b"], vec![floats("value_floats", &[1.0, 2.0])]))
+            .node(node("Constant", "c", &[], &["c"], vec![attr_ints("value_ints", &[4, 5, 6])]))
+            .node(node(
+                "Constant",
+                "d",
+                &[],
+                &["d"],
+                vec![AttributeProto { name: "sparse_value".into(), r#type: at::SPARSE_TENSOR, sparse_tensor: Some(sparse), ..Default::default() }],
+            ))
+            .node(node("Add", "add", &["a", "b"], &["y"], vec![]))
+            .build();
+        let r = extract_constants(&mut m).unwrap();
+        assert_eq!(r, ConstantsReport { extracted: 4, kept: 0 });
+        let g = m.graph();
+        assert_eq!(g.node.len(), 1);
+        assert_eq!(tensor::to_f32(&g.initializer[0]).unwrap(), vec![2.5]);
+        assert!(g.initializer[0].dims.is_empty(), "value_float is a scalar");
+        assert_eq!(g.initializer[1].dims, vec![2]);
+        assert_eq!(tensor::to_i64(&g.initializer[2]).unwrap(), vec![4, 5, 6]);
+        assert_eq!(g.sparse_initializer[0].values.as_ref().unwrap().name, "d");
+    }
+
+    #[test]
+    fn a_constant_without_value_is_an_error_and_changes_nothing() {
+        let mut m = ModelBuilder::new(13)
+            .node(node("Constant", "ok", &[], &["a"], vec![attr_f("value_float", 1.0)]))
+            .node(node("Constant", "broken", &[], &["b"], vec![]))
+            .build();
+        let before = m.clone();
+        let e = extract_constants(&mut m).unwrap_err().to_string();
+        assert!(e.contains("`broken`") && e.contains("value"), "{e}");
+        assert_eq!(m, before);
+    }
 }

@@ -319,8 +319,13 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
             }
         }
     }
+    // Lengths of 1-D tensors (shape vectors), for Reshape/Expand targets built at run time.
+    let mut lens: HashMap<String, usize> = HashMap::new();
     for t in &g.initializer {
         r.insert(t.name.clone(), t.dims.len());
+        if let [d] = t.dims[..] {
+            lens.insert(t.name.clone(), d.max(0) as usize);
+        }
     }
     let order = topological_order(g).unwrap_or_else(|_| (0..g.node.len()).collect());
     for _ in 0..2 {
@@ -329,10 +334,18 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
             if !is_default_domain(&n.domain) {
                 continue;
             }
+            if let Some(len) = vector_len(g, n, &r, &lens) {
+                if let Some(o) = n.output.first() {
+                    lens.entry(o.clone()).or_insert(len);
+                }
+            }
             let got = |k: usize| n.input.get(k).and_then(|x| r.get(x)).copied();
             let len_of = |k: usize| {
-                n.input.get(k).and_then(|x| const_tensor(g, x)).and_then(|t| tensor::len(&t).ok())
+                n.input.get(k).and_then(|x| lens.get(x).copied()).or_else(|| {
+                    n.input.get(k).and_then(|x| const_tensor(g, x)).and_then(|t| tensor::len(&t).ok())
+                })
             };
+
             let axes_len = || attr_ints(n, "axes").map(<[i64]>::len).or_else(|| len_of(1));
             let out: Option<usize> = match n.op_type.as_str() {
                 "Constant" => n.output.first().and_then(|o| const_tensor(g, o)).map(|t| t.dims.len()),
@@ -377,7 +390,12 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
                     match got(0) {
                         Some(a) if keep => Some(a),
                         Some(a) if n.op_type.starts_with("Arg") => a.checked_sub(1),
-                        Some(a) => axes_len().map_or(Some(0), |k| a.checked_sub(k)),
+                        // No axes reduces everything; axes only known at run time say nothing.
+                        Some(a) => match axes_len() {
+                            Some(k) => a.checked_sub(k),
+                            None if n.input.get(1).is_none_or(|x| x.is_empty()) => Some(0),
+                            None => None,
+                        },
                         None => None,
                     }
                 }
@@ -403,4 +421,94 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
         }
     }
     r
+}
+
+/// The length of `n`'s output when it is a 1-D vector whose length is known statically.
+fn vector_len(g: &GraphProto, n: &NodeProto, ranks: &HashMap<String, usize>, lens: &HashMap<String, usize>) -> Option<usize> {
+    let input_len = |k: usize| n.input.get(k).and_then(|x| lens.get(x)).copied();
+    let ints = |k: usize| -> Option<Vec<i64>> {
+        n.input.get(k).filter(|x| !x.is_empty()).and_then(|x| const_tensor(g, x)).and_then(|t| tensor::to_i64(&t).ok())
+    };
+    match n.op_type.as_str() {
+        "Constant" => n.output.first().and_then(|o| const_tensor(g, o)).and_then(|t| match t.dims[..] {
+            [d] => Some(d.max(0) as usize),
+            _ => None,
+        }),
+        "Shape" if n.attribute.is_empty() => n.input.first().and_then(|x| ranks.get(x)).copied(),
+        "Cast" | "Identity" => input_len(0),
+        "Concat" if attr_i(n, "axis").is_some_and(|a| a == 0 || a == -1) => {
+            (0..n.input.len()).map(input_len).try_fold(0usize, |acc, l| l.map(|l| acc + l))
+        }
+        "Unsqueeze" if n.input.first().and_then(|x| ranks.get(x)) == Some(&0) => Some(1),
+        "Slice" => {
+            let len = input_len(0)? as i64;
+            let (starts, ends) = (ints(1)?, ints(2)?);
+            let axes_ok = ints(3).is_none_or(|a| a == [0] || a == [-1]);
+            let steps_ok = ints(4).is_none_or(|s| s == [1]);
+            if starts.len() != 1 || ends.len() != 1 || !axes_ok || !steps_ok {
+                return None;
+            }
+            let clamp = |v: i64| if v < 0 { (v + len).max(0) } else { v.min(len) };
+            Some((clamp(ends[0]) - clamp(starts[0])).max(0) as usize)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{attr_ints, node, ModelBuilder, D};
+
+    #[test]
+    fn ir_version_follows_opset() {
+        assert_eq!(min_ir_version(11), 6);
+        assert_eq!(min_ir_version(13), 7);
+        assert_eq!(min_ir_version(17), 8);
+        let mut m = ModelBuilder::new(11).node(node("Relu", "r", &["x"], &["y"], vec![])).build();
+        m.proto.ir_version = 6;
+        upgrade_opset(&mut m, 13).unwrap();
+        assert_eq!(m.proto.ir_version, 7);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_convert_and_leaves_the_model() {
+        let mut m = ModelBuilder::new(9).node(node("Upsample", "up", &["x", "s"], &["y"], vec![])).build();
+        let before = m.clone();
+        let e = upgrade_opset(&mut m, 13).unwrap_err().to_string();
+        assert!(e.contains("`up`") && e.contains("Resize"), "{e}");
+        assert_eq!(m, before);
+        let e = upgrade_opset(&mut ModelBuilder::new(6).build(), 13).unwrap_err().to_string();
+        assert!(e.contains("opset 6"), "{e}");
+    }
+
+    #[test]
+    fn ranks_follow_shapes_through_common_ops() {
+        let g = ModelBuilder::new(13)
+            .input("x", 1, &[D::S("n"), 3.into(), 8.into(), 8.into()])
+            .initializer(tensor::from_i64("shape", &[3], &[0, 3, -1]))
+            .node(node("Conv", "c", &["x", "w"], &["c"], vec![]))
+            .node(node("Reshape", "r", &["c", "shape"], &["r"], vec![]))
+            .node(node("Unsqueeze", "u", &["r"], &["u"], vec![attr_ints("axes", &[0])]))
+            .node(node("MatMul", "m", &["u", "u"], &["m"], vec![]))
+            .node(node("Flatten", "f", &["m"], &["f"], vec![]))
+            .graph();
+        let r = infer_ranks(&g);
+        assert_eq!((r["c"], r["r"], r["u"], r["m"], r["f"]), (4, 3, 4, 4, 2));
+        // A shape vector built at run time: Shape -> Slice -> Concat with a constant.
+        let g = ModelBuilder::new(13)
+            .input("x", 1, &[D::S("n"), 3.into(), 8.into(), 8.into()])
+            .initializer(tensor::from_i64("s0", &[1], &[1]))
+            .initializer(tensor::from_i64("s1", &[1], &[-1]))
+            .initializer(tensor::from_i64("extra", &[2], &[8, 8]))
+            .node(node("Shape", "shape", &["x"], &["sh"], vec![]))
+            .node(node("Slice", "slice", &["sh", "s0", "s1"], &["mid"], vec![]))
+            .node(node("Concat", "cat", &["mid", "extra"], &["target"], vec![crate::onnx::builder::attr_i("axis", 0)]))
+            .node(node("Reshape", "r", &["x", "target"], &["y"], vec![]))
+            .node(node("ReduceSum", "rs", &["y", "dyn_axes"], &["z"], vec![crate::onnx::builder::attr_i("keepdims", 0)]))
+            .graph();
+        let r = infer_ranks(&g);
+        assert_eq!(r["y"], 4, "2 sliced dims + 2 constant ones");
+        assert!(!r.contains_key("z"), "axes known only at run time");
+    }
 }
