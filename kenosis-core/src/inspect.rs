@@ -178,7 +178,8 @@ fn is_param_type(t: i32) -> bool {
 fn tensor_desc(t: &TensorProto, name: &str, stored_in: &str) -> TensorDesc {
     let elements = tensor::len(t).unwrap_or(0) as u64;
     let bytes = match tensor::elem_size(t.data_type) {
-        Some(s) => elements * s as u64,
+        // Saturating: a hostile shape may claim more bytes than u64 holds.
+        Some(s) => elements.saturating_mul(s as u64),
         None => t.raw_data.len() as u64 + t.string_data.iter().map(|s| s.len() as u64).sum::<u64>(),
     };
     TensorDesc {
@@ -257,11 +258,12 @@ impl Inspection {
                 }
             }
         });
-        let params = tensors.iter().filter(|(_, ty)| is_param_type(*ty)).map(|(t, _)| t.elements).sum();
+        let params =
+            tensors.iter().filter(|(_, ty)| is_param_type(*ty)).map(|(t, _)| t.elements).fold(0, u64::saturating_add);
         let mut tensors: Vec<TensorDesc> = tensors.into_iter().map(|(t, _)| t).collect();
-        let weight_bytes: u64 = tensors.iter().map(|t| t.bytes).sum();
-        let constant_bytes: u64 = tensors.iter().filter(|t| t.stored_in == "Constant").map(|t| t.bytes).sum();
-        let weights_in_constants = constant_bytes > 0 && constant_bytes * 2 > weight_bytes;
+        let weight_bytes: u64 = tensors.iter().map(|t| t.bytes).fold(0, u64::saturating_add);
+        let constant_bytes: u64 = tensors.iter().filter(|t| t.stored_in == "Constant").map(|t| t.bytes).fold(0, u64::saturating_add);
+        let weights_in_constants = constant_bytes > 0 && constant_bytes.saturating_mul(2) > weight_bytes;
         // Biggest first; ties by name so the order never depends on the file's layout alone.
         tensors.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
         tensors.truncate(LARGEST_TENSORS);

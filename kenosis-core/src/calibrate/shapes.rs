@@ -362,9 +362,31 @@ fn metadata_size(model: &Model) -> Option<(usize, usize)> {
 /// the main graph compares (`Equal`) with a constant → that constant (so the branch the graph
 /// tests for runs); an integer input named `sr`/`sample_rate`/`sampling_rate` → 16000; any other
 /// number → 0; bool → false.
+/// Most elements one fed input may hold (1 GiB of f32): a shape beyond it is a mistake in the
+/// model or the settings, refused before anything is allocated.
+const MAX_FEED_ELEMENTS: usize = 1 << 28;
+
+/// The element count of an input's resolved shape, or an error naming the input when it is
+/// beyond [`MAX_FEED_ELEMENTS`].
+pub(crate) fn feed_len(spec: &InputSpec) -> Result<usize> {
+    spec.dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_FEED_ELEMENTS)
+        .ok_or_else(|| Error::Input {
+            name: spec.name.clone(),
+            reason: format!(
+                "shape {} holds more than {MAX_FEED_ELEMENTS} elements; check the model's declared shape or pass \
+                 --input-shape {}=DIMS",
+                fmt_dims(&spec.dims),
+                spec.name
+            ),
+        })
+}
+
 pub(crate) fn default_feed(model: &Model, spec: &InputSpec, hw: Option<(usize, usize)>) -> Result<(Feed, String)> {
     let lname = spec.name.to_ascii_lowercase();
-    let n = spec.dims.iter().product::<usize>();
+    let n = feed_len(spec)?;
     let is_int = matches!(spec.data_type, dt::INT64 | dt::INT32 | dt::UINT8);
     let shape_like = ["im_shape", "image_shape", "img_shape", "im_size", "image_size", "orig_target_sizes"]
         .iter()

@@ -69,8 +69,7 @@ impl Model {
         if bytes.is_empty() {
             return Err(not_onnx("the file is empty".into()));
         }
-        let proto = ModelProto::decode(bytes)
-            .map_err(|e| not_onnx(format!("truncated or corrupt protobuf ({e}); re-export or re-download the model")))?;
+        let proto = ModelProto::decode(bytes).map_err(|e| not_onnx(decode_reason(&e)))?;
         if proto.ir_version <= 0 || proto.graph.is_none() {
             return Err(not_onnx(format!(
                 "the file parses as protobuf but holds no ONNX graph (ir_version {}, graph {})",
@@ -168,6 +167,22 @@ impl Model {
         });
         err.map_or(Ok(()), Err)
     }
+}
+
+/// What a protobuf decoding error means for the user, with prost's field path cut short (a
+/// deeply nested file makes it thousands of characters long).
+fn decode_reason(e: &prost::DecodeError) -> String {
+    let msg = e.to_string();
+    if msg.contains("recursion limit") {
+        return "its subgraphs (If/Loop/Scan bodies) are nested deeper than protobuf decoding allows \
+                (100 nested messages, about 32 levels of subgraphs); flatten the control flow and re-export"
+            .into();
+    }
+    let short = match msg.rsplit_once(": ") {
+        Some((path, last)) if path.len() > 200 => format!("{}…: {last}", &path[..path.floor_char_boundary(120)]),
+        _ => msg,
+    };
+    format!("truncated or corrupt protobuf ({short}); re-export or re-download the model")
 }
 
 fn entry(key: &str, value: &str) -> StringStringEntryProto {
