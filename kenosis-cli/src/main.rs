@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     let global = common::Global { quiet: cli.quiet, verbose: cli.verbose, ort_lib: cli.ort_lib };
     let result = match cli.command {
@@ -45,4 +46,16 @@ fn main() -> ExitCode {
         Command::Diff(args) => cmd::diff::run(&global, args),
     };
     common::finish(result)
+}
+
+/// Under a file-size limit (`ulimit -f`), a write past it raises SIGXFSZ, which kills the process
+/// before it can remove its temp file or say why. Ignored, the write fails with EFBIG instead,
+/// which reaches the user as "File too large" with the output's path, and no file is left.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN at start-up, before any thread exists,
+    // touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
