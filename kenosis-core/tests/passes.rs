@@ -549,3 +549,24 @@ fn prepare_real_models() {
         }
     }
 }
+
+#[test]
+fn prepare_paddle_models_at_opset_17_uses_hardswish() {
+    let Some(dir) = common::shared_models() else { return };
+    for file in ["ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx", "ch_PP-OCRv4_det_infer.onnx"] {
+        let original = Model::load(dir.join(file)).unwrap();
+        let mut prepared = original.clone();
+        let r = passes::prepare(&mut prepared, &PrepareOptions { min_opset: Some(17), ..Default::default() }).unwrap();
+        assert_eq!(r.opset_to, 17);
+        assert_eq!(count_ops(prepared.graph(), "HardSwish"), r.hardswish_fused, "{file}");
+        assert!(r.hardswish_fused > 0 && count_ops(prepared.graph(), "Clip") == 0, "{file}: {r:?}");
+        assert_signature_kept(&original, &prepared);
+        let feeds = real_feeds(file);
+        let a = run(&original, &feeds, Optimization::All);
+        let b = run(&prepared, &feeds, Optimization::All);
+        for ((n, x), (_, y)) in a.iter().zip(&b) {
+            let d = rel_diff(x, y);
+            assert!(d < 1e-4, "{file}: output {n} differs by {d}");
+        }
+    }
+}

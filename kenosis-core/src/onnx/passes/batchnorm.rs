@@ -58,7 +58,9 @@ fn candidate(g: &GraphProto, ix: &GraphIndex, outputs: &HashSet<String>, i: usiz
     if ix.consumers_of(x) != [i] {
         return None;
     }
-    let f32_init = |name: &str| ix.initializer(g, name).filter(|t| t.data_type == dt::FLOAT);
+    // Initializers that are also graph inputs can be replaced at run time: not constants.
+    let fixed = |name: &str| !g.input.iter().any(|v| v.name == name);
+    let f32_init = |name: &str| ix.initializer(g, name).filter(|t| t.data_type == dt::FLOAT && fixed(name));
     let w = f32_init(conv.input.get(1)?)?;
     if w.dims.len() < 2 {
         return None;
@@ -68,7 +70,7 @@ fn candidate(g: &GraphProto, ix: &GraphIndex, outputs: &HashSet<String>, i: usiz
     }
     let channels = out_channels(conv, w)?;
     for s in &bn.input[1..] {
-        let t = ix.initializer(g, s).filter(|t| tensor::is_float(t.data_type))?;
+        let t = ix.initializer(g, s).filter(|t| tensor::is_float(t.data_type) && fixed(s))?;
         if tensor::len(t).ok()? != channels {
             return None;
         }

@@ -2,7 +2,7 @@
 //! Add -> Clip -> Mul -> Div) rewritten to one ONNX op, so the quantizer sees one float island
 //! instead of four ops with a quantize/dequantize pair between each.
 
-use super::util::{close, drop_stale_value_info, is_op, make_node, output_names, scalar};
+use super::util::{close, const_tensor, drop_stale_value_info, is_op, make_node, output_names, scalar};
 use crate::error::Result;
 use crate::onnx::builder::attr_f;
 use crate::onnx::graph::{all_names, attr_f as get_f, subgraphs_mut, unique_name, GraphIndex};
@@ -99,12 +99,18 @@ fn clip_bounds(g: &GraphProto, clip: &NodeProto) -> Option<(f64, f64)> {
     Some((lo, hi))
 }
 
+/// The value of a constant of at most one dimension (so broadcasting it changes no shape).
+fn operand(g: &GraphProto, name: &str) -> Option<f64> {
+    const_tensor(g, name).filter(|t| t.dims.len() <= 1)?;
+    scalar(g, name)
+}
+
 /// True if node `n` divides `t` by 6 or multiplies it by 1/6.
 fn is_sixth(g: &GraphProto, n: &NodeProto, t: &str) -> bool {
     if is_op(n, "Div") && n.input.len() == 2 && n.input[0] == t {
-        return scalar(g, &n.input[1]).is_some_and(|v| close(v, 6.0));
+        return operand(g, &n.input[1]).is_some_and(|v| close(v, 6.0));
     }
-    is_op(n, "Mul") && other_input(n, t).and_then(|c| scalar(g, c)).is_some_and(|v| close(v, 1.0 / 6.0))
+    is_op(n, "Mul") && other_input(n, t).and_then(|c| operand(g, c)).is_some_and(|v| close(v, 1.0 / 6.0))
 }
 
 fn find_chain(g: &GraphProto) -> Option<Match> {
@@ -117,7 +123,7 @@ fn find_chain(g: &GraphProto) -> Option<Match> {
         // x + 3, with x the non-constant side.
         let Some(x) = add.input.iter().find(|i| scalar(g, i).is_none()).cloned() else { continue };
         let Some(three) = other_input(add, &x) else { continue };
-        if !scalar(g, three).is_some_and(|v| close(v, 3.0)) {
+        if !operand(g, three).is_some_and(|v| close(v, 3.0)) {
             continue;
         }
         let Some(ci) = only_consumer(g, &ix, &outputs, &add.output[0]) else { continue };
@@ -205,4 +211,43 @@ fn apply(g: &mut GraphProto, m: Match, native: bool, taken: &mut HashSet<String>
         }
     }
     g.node = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{node, ModelBuilder, D};
+    use crate::onnx::tensor;
+
+    fn chain(three_dims: &[i64], shared_add: bool) -> Model {
+        let mut b = ModelBuilder::new(14)
+            .input("x", 1, &[D::S("n"), 4.into()])
+            .output("y", 1, &[D::S("n"), 4.into()])
+            .initializer(tensor::from_f32("three", three_dims, &[3.0]))
+            .initializer(tensor::from_f32("zero", &[], &[0.0]))
+            .initializer(tensor::from_f32("six", &[], &[6.0]))
+            .node(node("Add", "a", &["x", "three"], &["a"], vec![]))
+            .node(node("Clip", "c", &["a", "zero", "six"], &["c"], vec![]))
+            .node(node("Mul", "m", &["x", "c"], &["m"], vec![]))
+            .node(node("Div", "d", &["m", "six"], &["y"], vec![]));
+        if shared_add {
+            b = b.output("a", 1, &[D::S("n"), 4.into()]);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn fuses_only_when_shapes_and_uses_allow() {
+        let mut m = chain(&[1], false);
+        assert_eq!(fuse_hardswish(&mut m).unwrap().hardswish, 1);
+        assert_eq!(m.graph().node.len(), 1);
+        assert_eq!((m.graph().node[0].input[0].as_str(), m.graph().node[0].output[0].as_str()), ("x", "y"));
+        // A [1, 1, 1] constant would broadcast x to rank 3: not the same op.
+        let mut m = chain(&[1, 1, 1], false);
+        assert_eq!(fuse_hardswish(&mut m).unwrap(), HardSwishReport::default());
+        // An intermediate that is also a graph output must stay.
+        let mut m = chain(&[1], true);
+        assert_eq!(fuse_hardswish(&mut m).unwrap(), HardSwishReport::default());
+        assert_eq!(m.graph().node.len(), 4);
+    }
 }

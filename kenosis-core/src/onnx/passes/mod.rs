@@ -34,7 +34,9 @@ use crate::onnx::Model;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct PrepareOptions {
-    /// Upgrade the default-domain opset to at least this (13 for per-channel QDQ); `None` keeps it.
+    /// Upgrade the default-domain opset to at least this (13 for per-channel QDQ); `None` keeps
+    /// it. At 14 or newer, hard-swish becomes the single `HardSwish` op, below that
+    /// `HardSigmoid` + `Mul`.
     pub min_opset: Option<i64>,
     /// Fold BatchNormalization into the Conv before it.
     pub fold_batchnorm: bool,
@@ -91,10 +93,11 @@ pub fn prepare(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport
     r.constants_extracted = c.extracted;
     r.constants_kept = c.kept;
     r.casts_folded = fold_casts(model)?;
-    let from = model.opset("").unwrap_or(0);
-    r.opset_from = from;
-    r.opset_to = from;
-    if let Some(min) = opts.min_opset.filter(|&m| m > from) {
+    // A model importing no default domain has no standard op to upgrade.
+    let from = model.opset("");
+    r.opset_from = from.unwrap_or(0);
+    r.opset_to = r.opset_from;
+    if let Some(min) = opts.min_opset.filter(|&m| from.is_some_and(|f| m > f)) {
         let o = upgrade_opset(model, min)?;
         r.opset_to = o.to;
         r.opset_rewritten = o.rewritten;
