@@ -25,16 +25,19 @@ fn fold_in(g: &mut GraphProto, taken: &mut HashSet<String>) -> Result<usize> {
             count += fold_in(sg, taken)?;
         }
     }
-    loop {
-        let ix = GraphIndex::new(g);
-        let outputs = output_names(g);
-        let Some((bn, conv)) = (0..g.node.len()).find_map(|i| candidate(g, &ix, &outputs, i)) else {
-            break;
-        };
+    // Candidates never overlap (each BN has its own conv), so one index serves them all:
+    // folding only rewrites initializers in place or appends new ones.
+    let ix = GraphIndex::new(g);
+    let outputs = output_names(g);
+    let found: Vec<(usize, usize)> = (0..g.node.len()).filter_map(|i| candidate(g, &ix, &outputs, i)).collect();
+    let mut folded = vec![false; g.node.len()];
+    for &(bn, conv) in &found {
         fold_one(g, &ix, bn, conv, taken)?;
-        g.node.remove(bn);
+        folded[bn] = true;
         count += 1;
     }
+    let mut it = folded.into_iter();
+    g.node.retain(|_| !it.next().unwrap_or(false));
     if count > 0 {
         drop_stale_value_info(g);
     }

@@ -45,12 +45,12 @@ fn fuse_in(g: &mut GraphProto, native: bool, taken: &mut HashSet<String>, report
     let before = (report.hardswish, report.hardsigmoid);
     // Hard-sigmoid chains first, then x * HardSigmoid(x) (which also catches the chains whose
     // division came after the multiplication, matched directly below).
-    while let Some(m) = find_chain(g) {
-        apply(g, m, native, taken, report);
-    }
+    let chains = find_chains(g);
+    apply(g, chains, native, taken, report);
     // Below opset 14, x * HardSigmoid(x) is already the form written.
-    while let Some(m) = find_hsig_mul(g).filter(|_| native) {
-        apply(g, m, native, taken, report);
+    if native {
+        let pairs = find_hsig_muls(g);
+        apply(g, pairs, native, taken, report);
     }
     if (report.hardswish, report.hardsigmoid) != before {
         drop_stale_value_info(g);
@@ -113,9 +113,11 @@ fn is_sixth(g: &GraphProto, n: &NodeProto, t: &str) -> bool {
     is_op(n, "Mul") && other_input(n, t).and_then(|c| operand(g, c)).is_some_and(|v| close(v, 1.0 / 6.0))
 }
 
-fn find_chain(g: &GraphProto) -> Option<Match> {
+/// Every written-out chain; matches never share a node, since each intermediate has one reader.
+fn find_chains(g: &GraphProto) -> Vec<Match> {
     let ix = GraphIndex::new(g);
     let outputs = output_names(g);
+    let mut found = Vec::new();
     for (ai, add) in g.node.iter().enumerate() {
         if !is_op(add, "Add") || add.input.len() != 2 || add.output.len() != 1 {
             continue;
@@ -140,23 +142,25 @@ fn find_chain(g: &GraphProto) -> Option<Match> {
         let name = if clip.name.is_empty() { add.name.clone() } else { clip.name.clone() };
         // Clip(x+3)/6 -> hard-sigmoid.
         if is_sixth(g, next, &clip.output[0]) && next.output.len() == 1 {
-            return Some(Match { nodes: vec![ai, ci, ni], x, y: next.output[0].clone(), swish: false, name });
+            found.push(Match { nodes: vec![ai, ci, ni], x, y: next.output[0].clone(), swish: false, name });
+            continue;
         }
         // x * Clip(x+3) / 6 -> hard-swish.
         if is_op(next, "Mul") && other_input(next, &clip.output[0]) == Some(x.as_str()) && next.output.len() == 1 {
             let Some(di) = only_consumer(g, &ix, &outputs, &next.output[0]) else { continue };
             let div = &g.node[di];
             if is_sixth(g, div, &next.output[0]) && div.output.len() == 1 {
-                return Some(Match { nodes: vec![ai, ci, ni, di], x, y: div.output[0].clone(), swish: true, name });
+                found.push(Match { nodes: vec![ai, ci, ni, di], x, y: div.output[0].clone(), swish: true, name });
             }
         }
     }
-    None
+    found
 }
 
-fn find_hsig_mul(g: &GraphProto) -> Option<Match> {
+fn find_hsig_muls(g: &GraphProto) -> Vec<Match> {
     let ix = GraphIndex::new(g);
     let outputs = output_names(g);
+    let mut found = Vec::new();
     for (hi, hs) in g.node.iter().enumerate() {
         if !is_op(hs, "HardSigmoid") || hs.input.len() != 1 || hs.output.len() != 1 {
             continue;
@@ -171,10 +175,10 @@ fn find_hsig_mul(g: &GraphProto) -> Option<Match> {
         let mul = &g.node[mi];
         if is_op(mul, "Mul") && other_input(mul, &hs.output[0]) == Some(x.as_str()) && mul.output.len() == 1 {
             let name = if hs.name.is_empty() { mul.name.clone() } else { hs.name.clone() };
-            return Some(Match { nodes: vec![hi, mi], x: x.clone(), y: mul.output[0].clone(), swish: true, name });
+            found.push(Match { nodes: vec![hi, mi], x: x.clone(), y: mul.output[0].clone(), swish: true, name });
         }
     }
-    None
+    found
 }
 
 fn hsig_node(name: String, x: String, y: String) -> NodeProto {
@@ -183,30 +187,45 @@ fn hsig_node(name: String, x: String, y: String) -> NodeProto {
     n
 }
 
-fn apply(g: &mut GraphProto, m: Match, native: bool, taken: &mut HashSet<String>, report: &mut HardSwishReport) {
+fn replacement(m: &Match, native: bool, taken: &mut HashSet<String>, report: &mut HardSwishReport) -> Vec<NodeProto> {
     let base = if m.name.is_empty() { m.y.clone() } else { m.name.clone() };
-    let new_nodes: Vec<NodeProto> = if !m.swish {
+    let (x, y) = (m.x.clone(), m.y.clone());
+    if !m.swish {
         report.hardsigmoid += 1;
-        vec![hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), m.x, m.y)]
-    } else if native {
-        report.hardswish += 1;
-        vec![make_node("HardSwish", unique_name(taken, &format!("{base}_hardswish")), vec![m.x], vec![m.y])]
-    } else {
-        report.hardswish += 1;
-        let h = unique_name(taken, &format!("{}_hardsigmoid", m.x));
-        vec![
-            hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), m.x.clone(), h.clone()),
-            make_node("Mul", unique_name(taken, &format!("{base}_mul")), vec![m.x, h], vec![m.y]),
-        ]
-    };
-    // The replacement takes the place of the pattern's last node, where its output was made.
-    let at = m.nodes.iter().copied().max().unwrap_or(0);
+        return vec![hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), x, y)];
+    }
+    report.hardswish += 1;
+    if native {
+        return vec![make_node("HardSwish", unique_name(taken, &format!("{base}_hardswish")), vec![x], vec![y])];
+    }
+    let h = unique_name(taken, &format!("{x}_hardsigmoid"));
+    vec![
+        hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), x.clone(), h.clone()),
+        make_node("Mul", unique_name(taken, &format!("{base}_mul")), vec![x, h], vec![y]),
+    ]
+}
+
+/// Replaces each match by its new nodes, placed where the pattern's last node (the one making
+/// its output) was.
+fn apply(g: &mut GraphProto, matches: Vec<Match>, native: bool, taken: &mut HashSet<String>, report: &mut HardSwishReport) {
+    if matches.is_empty() {
+        return;
+    }
+    let mut at: std::collections::HashMap<usize, Vec<NodeProto>> = std::collections::HashMap::new();
+    let mut gone: HashSet<usize> = HashSet::new();
+    for m in &matches {
+        if m.nodes.iter().any(|i| gone.contains(i)) {
+            continue; // cannot happen (see find_chains), but never rewrite a node twice
+        }
+        let last = m.nodes.iter().copied().max().unwrap_or(0);
+        at.insert(last, replacement(m, native, taken, report));
+        gone.extend(m.nodes.iter().copied());
+    }
     let mut out = Vec::with_capacity(g.node.len());
-    let mut new_nodes = Some(new_nodes);
     for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-        if i == at {
-            out.extend(new_nodes.take().unwrap_or_default());
-        } else if !m.nodes.contains(&i) {
+        if let Some(new_nodes) = at.remove(&i) {
+            out.extend(new_nodes);
+        } else if !gone.contains(&i) {
             out.push(n);
         }
     }
