@@ -86,8 +86,15 @@ pub struct PrepareReport {
 /// Runs the passes in order: extract constants, fold casts, upgrade the opset (when
 /// `min_opset` asks for more than the model has), remove no-ops, fold BatchNormalization, fuse
 /// hard-swish, merge identical initializers, sort every graph topologically, prune what nothing
-/// uses. On error the model may be partly rewritten; pass a copy if the original matters.
+/// uses. On error the model is left as it was.
 pub fn prepare(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport> {
+    let mut work = model.clone();
+    let report = prepare_in_place(&mut work, opts)?;
+    *model = work;
+    Ok(report)
+}
+
+fn prepare_in_place(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport> {
     let mut r = PrepareReport::default();
     let c = extract_constants(model)?;
     r.constants_extracted = c.extracted;
@@ -125,4 +132,31 @@ pub fn prepare(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport
     r.nodes_pruned = p.nodes;
     r.initializers_pruned = p.initializers;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{attr_f, node, ModelBuilder};
+
+    #[test]
+    fn a_failed_prepare_leaves_the_model_alone() {
+        let mut m = ModelBuilder::new(9)
+            .node(node("Constant", "k", &[], &["k"], vec![attr_f("value_float", 2.0)]))
+            .node(node("Upsample", "up", &["x", "k"], &["y"], vec![]))
+            .build();
+        let before = m.clone();
+        let e = prepare(&mut m, &PrepareOptions { min_opset: Some(13), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("`up`"), "{e}");
+        assert_eq!(m, before);
+        // Without an upgrade the same model prepares fine.
+        let r = prepare(&mut m, &PrepareOptions::default()).unwrap();
+        assert_eq!((r.constants_extracted, r.opset_from, r.opset_to), (1, 9, 9));
+    }
+
+    #[test]
+    fn options_read_from_partial_json() {
+        let o: PrepareOptions = serde_json::from_str(r#"{"min_opset": 13}"#).unwrap();
+        assert_eq!(o, PrepareOptions { min_opset: Some(13), ..Default::default() });
+    }
 }
