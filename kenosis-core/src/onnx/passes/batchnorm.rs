@@ -90,7 +90,13 @@ fn out_channels(conv: &crate::onnx::proto::NodeProto, w: &TensorProto) -> Option
     }
 }
 
-fn fold_one(g: &mut GraphProto, ix: &GraphIndex, bn_i: usize, conv_i: usize, taken: &mut HashSet<String>) -> Result<()> {
+fn fold_one(
+    g: &mut GraphProto,
+    ix: &GraphIndex,
+    bn_i: usize,
+    conv_i: usize,
+    taken: &mut HashSet<String>,
+) -> Result<()> {
     let bn = g.node[bn_i].clone();
     let conv = g.node[conv_i].clone();
     let stat = |k: usize| -> Result<Vec<f64>> {

@@ -207,7 +207,13 @@ fn replacement(m: &Match, native: bool, taken: &mut HashSet<String>, report: &mu
 
 /// Replaces each match by its new nodes, placed where the pattern's last node (the one making
 /// its output) was.
-fn apply(g: &mut GraphProto, matches: Vec<Match>, native: bool, taken: &mut HashSet<String>, report: &mut HardSwishReport) {
+fn apply(
+    g: &mut GraphProto,
+    matches: Vec<Match>,
+    native: bool,
+    taken: &mut HashSet<String>,
+    report: &mut HardSwishReport,
+) {
     if matches.is_empty() {
         return;
     }

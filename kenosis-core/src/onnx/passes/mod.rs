@@ -83,6 +83,35 @@ pub struct PrepareReport {
     pub initializers_pruned: usize,
 }
 
+impl PrepareReport {
+    /// One line for people: what changed, passes that did nothing left out.
+    pub fn human(&self) -> String {
+        let mut parts = Vec::new();
+        let mut say = |n: usize, what: &str| {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        };
+        say(self.constants_extracted, "Constant nodes to initializers");
+        say(self.casts_folded, "weight Casts folded");
+        say(self.noops_removed, "Identity/Dropout removed");
+        say(self.batchnorm_folded, "BatchNorm folded");
+        say(self.hardswish_fused, "hard-swish fused");
+        say(self.hardsigmoid_fused, "hard-sigmoid fused");
+        say(self.initializers_merged, "duplicate initializers merged");
+        say(self.nodes_pruned, "dead nodes pruned");
+        say(self.initializers_pruned, "unused initializers pruned");
+        if self.opset_to != self.opset_from {
+            parts.push(format!("opset {} -> {}", self.opset_from, self.opset_to));
+        }
+        if parts.is_empty() {
+            "nothing to change".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 /// Runs the passes in order: extract constants, fold casts, upgrade the opset (when
 /// `min_opset` asks for more than the model has), remove no-ops, fold BatchNormalization, fuse
 /// hard-swish, merge identical initializers, sort every graph topologically, prune what nothing
@@ -142,6 +171,8 @@ mod tests {
     #[test]
     fn a_failed_prepare_leaves_the_model_alone() {
         let mut m = ModelBuilder::new(9)
+            .input("x", 1, &[1.into(), 1.into(), 2.into(), 2.into()])
+            .output("y", 1, &[1.into(), 1.into(), 4.into(), 4.into()])
             .node(node("Constant", "k", &[], &["k"], vec![attr_f("value_float", 2.0)]))
             .node(node("Upsample", "up", &["x", "k"], &["y"], vec![]))
             .build();
@@ -152,6 +183,9 @@ mod tests {
         // Without an upgrade the same model prepares fine.
         let r = prepare(&mut m, &PrepareOptions::default()).unwrap();
         assert_eq!((r.constants_extracted, r.opset_from, r.opset_to), (1, 9, 9));
+        assert_eq!(r.human(), "1 Constant nodes to initializers");
+        let again = prepare(&mut m, &PrepareOptions::default()).unwrap();
+        assert_eq!(again.human(), "nothing to change");
     }
 
     #[test]
