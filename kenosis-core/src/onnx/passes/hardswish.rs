@@ -24,9 +24,11 @@ pub struct HardSwishReport {
 ///   `x * HardSigmoid(x)` with alpha 1/6, beta 0.5: hard-swish;
 /// - `Clip(x + 3, 0, 6) / 6` (or `* 1/6`): hard-sigmoid,
 ///
-/// and rewrites them to `HardSwish(x)` when the model's default opset is 14 or newer, else to
-/// `Mul(x, HardSigmoid(x))`, and `HardSigmoid(x, alpha = 1/6, beta = 0.5)`. ONNX Runtime has no
-/// integer HardSwish kernel, so this makes one float op where there were four.
+/// and rewrites hard-swish to `HardSwish(x)` when the model's default opset is 14 or newer,
+/// else to `Mul(x, HardSigmoid(x))`; hard-sigmoid becomes `HardSigmoid(x, alpha = 1/6,
+/// beta = 0.5)`. ONNX Runtime has no integer HardSwish kernel, so this makes one float op where
+/// there were four. A hard-sigmoid chain that turns out to be part of a hard-swish counts once,
+/// as hard-swish.
 pub fn fuse_hardswish(model: &mut Model) -> Result<HardSwishReport> {
     let native = model.opset("").unwrap_or(0) >= 14;
     let g = model.graph_mut();
@@ -46,10 +48,12 @@ fn fuse_in(g: &mut GraphProto, native: bool, taken: &mut HashSet<String>, report
     // Hard-sigmoid chains first, then x * HardSigmoid(x) (which also catches the chains whose
     // division came after the multiplication, matched directly below).
     let chains = find_chains(g);
-    apply(g, chains, native, taken, report);
+    let made = apply(g, chains, native, taken, report);
     // Below opset 14, x * HardSigmoid(x) is already the form written.
     if native {
         let pairs = find_hsig_muls(g);
+        let made_here = pairs.iter().filter(|m| made.contains(&g.node[m.nodes[0]].name)).count();
+        report.hardsigmoid -= made_here;
         apply(g, pairs, native, taken, report);
     }
     if (report.hardswish, report.hardsigmoid) != before {
@@ -206,16 +210,17 @@ fn replacement(m: &Match, native: bool, taken: &mut HashSet<String>, report: &mu
 }
 
 /// Replaces each match by its new nodes, placed where the pattern's last node (the one making
-/// its output) was.
+/// its output) was. Returns the names of the nodes it made.
 fn apply(
     g: &mut GraphProto,
     matches: Vec<Match>,
     native: bool,
     taken: &mut HashSet<String>,
     report: &mut HardSwishReport,
-) {
+) -> HashSet<String> {
+    let mut made = HashSet::new();
     if matches.is_empty() {
-        return;
+        return made;
     }
     let mut at: std::collections::HashMap<usize, Vec<NodeProto>> = std::collections::HashMap::new();
     let mut gone: HashSet<usize> = HashSet::new();
@@ -224,7 +229,9 @@ fn apply(
             continue; // cannot happen (see find_chains), but never rewrite a node twice
         }
         let last = m.nodes.iter().copied().max().unwrap_or(0);
-        at.insert(last, replacement(m, native, taken, report));
+        let nodes = replacement(m, native, taken, report);
+        made.extend(nodes.iter().map(|n| n.name.clone()));
+        at.insert(last, nodes);
         gone.extend(m.nodes.iter().copied());
     }
     let mut out = Vec::with_capacity(g.node.len());
@@ -236,6 +243,7 @@ fn apply(
         }
     }
     g.node = out;
+    made
 }
 
 #[cfg(test)]
@@ -274,5 +282,14 @@ mod tests {
         let mut m = chain(&[1], true);
         assert_eq!(fuse_hardswish(&mut m).unwrap(), HardSwishReport::default());
         assert_eq!(m.graph().node.len(), 4);
+        // x * (Clip(x + 3, 0, 6) / 6): a hard-sigmoid chain, then x * HardSigmoid(x); counted once.
+        let mut m = chain(&[1], false);
+        let g = m.graph_mut();
+        g.node[2] = node("Div", "d", &["c", "six"], &["h"], vec![]);
+        g.node[3] = node("Mul", "m", &["h", "x"], &["y"], vec![]);
+        let r = fuse_hardswish(&mut m).unwrap();
+        assert_eq!(r, HardSwishReport { hardswish: 1, hardsigmoid: 0 });
+        assert_eq!(m.graph().node.len(), 1);
+        assert_eq!(m.graph().node[0].op_type, "HardSwish");
     }
 }
