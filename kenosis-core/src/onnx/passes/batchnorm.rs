@@ -165,3 +165,47 @@ fn put_initializer(g: &mut GraphProto, t: TensorProto) {
         None => g.initializer.push(t),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{node, ModelBuilder};
+
+    fn model(scale_is_input: bool, training: bool) -> Model {
+        let mut b = ModelBuilder::new(14)
+            .input("x", dt::FLOAT, &[1.into(), 2.into(), 3.into(), 3.into()])
+            .output("y", dt::FLOAT, &[1.into(), 2.into(), 3.into(), 3.into()])
+            .initializer(tensor::from_f32("w", &[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]))
+            .initializer(tensor::from_f32("s", &[2], &[2.0, 0.5]))
+            .initializer(tensor::from_f32("b", &[2], &[0.0, 1.0]))
+            .initializer(tensor::from_f32("m", &[2], &[0.0, 0.0]))
+            .initializer(tensor::from_f32("v", &[2], &[1.0, 1.0]));
+        if scale_is_input {
+            b = b.input("s", dt::FLOAT, &[2.into()]);
+        }
+        let mut bn = node("BatchNormalization", "bn", &["c", "s", "b", "m", "v"], &["y"], vec![]);
+        if training {
+            bn.attribute.push(crate::onnx::builder::attr_i("training_mode", 1));
+        }
+        b.node(node("Conv", "conv", &["x", "w"], &["c"], vec![])).node(bn).build()
+    }
+
+    #[test]
+    fn folds_constant_statistics_only() {
+        let mut m = model(false, false);
+        assert_eq!(fold_batchnorm(&mut m).unwrap(), 1);
+        let g = m.graph();
+        assert_eq!(g.node.len(), 1);
+        assert_eq!(g.node[0].output, vec!["y"]);
+        let w = tensor::to_f32(g.initializer.iter().find(|t| t.name == "w").unwrap()).unwrap();
+        let eps = 1e-5f64;
+        let f0 = (2.0 / (1.0 + eps).sqrt()) as f32;
+        assert_eq!(w[0], f0);
+        assert_eq!(w[3], (0.5 / (1.0 + eps).sqrt()) as f32);
+        let bias = g.initializer.iter().find(|t| t.name == g.node[0].input[2]).unwrap();
+        assert_eq!(tensor::to_f32(bias).unwrap(), vec![0.0, 1.0]);
+        // Scale fed at run time, or training mode: left alone.
+        assert_eq!(fold_batchnorm(&mut model(true, false)).unwrap(), 0);
+        assert_eq!(fold_batchnorm(&mut model(false, true)).unwrap(), 0);
+    }
+}
