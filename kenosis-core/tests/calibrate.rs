@@ -355,6 +355,14 @@ fn ranges_skip_empty_tensors_and_ignore_non_finite_values() {
         .node(node("Log", "log", &["x"], &["l"], vec![]))
         .node(node("Neg", "neg", &["x"], &["n"], vec![]))
         .node(node("Shape", "shape", &["x"], &["sh"], vec![]))
+        .node(node(
+            "Constant",
+            "k",
+            &[],
+            &["k"],
+            vec![attr_t("value", tensor::from_f32("kv", &[3], &[3.0, f32::NAN, -2.0]))],
+        ))
+        .node(node("Constant", "k0", &[], &["k0"], vec![attr_t("value", tensor::from_f32("kv0", &[0], &[]))]))
         .build();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("0.bin"), le_f32(&[-1.0, 0.0, 4.0, 2.0])).unwrap();
@@ -370,6 +378,10 @@ fn ranges_skip_empty_tensors_and_ignore_non_finite_values() {
     assert_eq!(r.get("sh"), None, "integer tensors have no range");
     assert!(c.notes.iter().any(|n| n.contains("`l`") && n.contains("NaN")), "{:?}", c.notes);
     assert!(c.notes.iter().any(|n| n.contains("`e`")), "{:?}", c.notes);
+    // Constants are read from the model: finite values only; empty ones have no range.
+    assert_eq!(r.get("k"), Some((-2.0, 3.0)));
+    assert_eq!(r.get("k0"), None);
+    assert!(c.notes.iter().any(|n| n.contains("constants `k`")), "{:?}", c.notes);
 }
 
 #[test]

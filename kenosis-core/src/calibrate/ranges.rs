@@ -7,7 +7,7 @@
 //! are spread over worker threads with one session each, and min/max combine in any order, so
 //! the result does not depend on the number of threads. A reduction that is not finite (the
 //! tensor holds NaN or ±inf, or is empty) is redone for that sample from the tensor itself,
-//! ignoring non-finite values.
+//! ignoring non-finite values. `Constant` nodes' ranges are read from the model, not run.
 
 use super::Samples;
 use crate::error::{Error, Result};
@@ -72,13 +72,58 @@ pub fn collect_ranges_with_progress(
     Ok(collect_ranges_opts(model, samples, &CollectOptions::default(), progress)?.ranges)
 }
 
-/// Float tensors of the main graph to record: float graph inputs, then node outputs in node order.
-fn float_tensors(model: &Model) -> Result<Vec<String>> {
+/// The float tensors of the main graph to record.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Float graph inputs, then node outputs in node order, measured through ORT.
+    measured: Vec<String>,
+    /// Ranges of `Constant` nodes' float values, read from the model (empty ones are left out).
+    constants: BTreeMap<String, (f32, f32)>,
+    /// Constants holding NaN or infinities.
+    nonfinite_constants: Vec<String>,
+}
+
+/// The finite (min, max) of a float `Constant` node's `value`, or `None` when it is not one;
+/// `Some(None)` for an empty or all non-finite constant.
+fn constant_range(n: &crate::onnx::proto::NodeProto) -> Option<(Option<(f32, f32)>, bool)> {
+    if n.op_type != "Constant" || (!n.domain.is_empty() && n.domain != "ai.onnx") {
+        return None;
+    }
+    let t = n.attribute.iter().find(|a| a.name == "value")?.t.as_ref()?;
+    if t.data_type != dt::FLOAT {
+        return None;
+    }
+    let v = crate::onnx::tensor::to_f32(t).ok()?;
+    let (mut lo, mut hi, mut bad) = (f32::INFINITY, f32::NEG_INFINITY, false);
+    for x in v {
+        if x.is_finite() {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        } else {
+            bad = true;
+        }
+    }
+    Some(((lo <= hi).then_some((lo, hi)), bad))
+}
+
+fn plan(model: &Model) -> Result<Plan> {
     let g = model.graph();
     let ix = GraphIndex::new(g);
+    let mut plan = Plan::default();
     let mut names: Vec<String> = ix.inputs.clone();
     let mut seen: std::collections::HashSet<String> = names.iter().cloned().collect();
     for n in &g.node {
+        if let (Some((range, bad)), [out]) = (constant_range(n), n.output.as_slice()) {
+            if seen.insert(out.clone()) {
+                if let Some(r) = range {
+                    plan.constants.insert(out.clone(), r);
+                }
+                if bad {
+                    plan.nonfinite_constants.push(format!("`{out}`"));
+                }
+            }
+            continue;
+        }
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             if seen.insert(o.clone()) {
                 names.push(o.clone());
@@ -99,7 +144,8 @@ fn float_tensors(model: &Model) -> Result<Vec<String>> {
             types[i] = by_name.get(names[i].as_str()).copied();
         }
     }
-    Ok(names.into_iter().zip(types).filter(|(_, t)| *t == Some(dt::FLOAT)).map(|(n, _)| n).collect())
+    plan.measured = names.into_iter().zip(types).filter(|(_, t)| *t == Some(dt::FLOAT)).map(|(n, _)| n).collect();
+    Ok(plan)
 }
 
 fn session_options() -> SessionOptions {
@@ -136,14 +182,21 @@ pub fn collect_ranges_opts(
     if samples.is_empty() {
         return Err(Error::Calibration { path: None, reason: "no calibration samples".into() });
     }
-    let tensors = float_tensors(model)?;
+    let Plan { measured: tensors, constants, nonfinite_constants } = plan(model)?;
     let total = samples.len();
+    let finish = |mut c: Collected| {
+        c.ranges.0.extend(constants.iter().map(|(k, v)| (k.clone(), *v)));
+        if !nonfinite_constants.is_empty() {
+            c.notes.push(format!("NaN or infinite values ignored in constants {}", nonfinite_constants.join(", ")));
+        }
+        if c.ranges.0.is_empty() {
+            c.notes.push("the main graph has no float tensors to record".into());
+        }
+        c
+    };
     if tensors.is_empty() {
         progress(total, total);
-        return Ok(Collected {
-            ranges: Ranges::default(),
-            notes: vec!["the main graph has no float tensors to record".into()],
-        });
+        return Ok(finish(Collected::default()));
     }
     let reduce = reduce_model(model, &tensors).to_bytes()?;
     let workers = opts.workers.clamp(1, total);
@@ -183,7 +236,7 @@ pub fn collect_ranges_opts(
     for r in results {
         acc.merge(&r?);
     }
-    Ok(acc.finish(&tensors))
+    Ok(finish(acc.finish(&tensors)))
 }
 
 /// Running min/max per tensor, plus which tensors needed care.

@@ -225,6 +225,9 @@ pub(crate) fn resolve(model: &Model, cfg: &InputConfig) -> Result<Resolved> {
     Ok(Resolved { inputs, primary, defaults, default_notes, notes })
 }
 
+/// Builds input specs from slots, with the primary's dynamic (H, W) set to the given size.
+type SpecsFn<'a> = dyn Fn(&[Vec<Slot>], (usize, usize)) -> Vec<InputSpec> + 'a;
+
 /// Settles the dims left dynamic by running the model in ORT (1 thread, no graph rewrites) on
 /// default values: the primary's height and width take the first of [`SPATIAL_CANDIDATES`] it runs
 /// at; other dynamic dims are 1, and if the model does not run so, each in turn takes the smallest
@@ -233,7 +236,7 @@ fn probe(
     model: &Model,
     slots: &[Vec<Slot>],
     primary: Option<usize>,
-    specs: &dyn Fn(&[Vec<Slot>], (usize, usize)) -> Vec<InputSpec>,
+    specs: &SpecsFn<'_>,
 ) -> Result<(Vec<InputSpec>, Vec<String>)> {
     let spatial = slots.iter().flatten().any(|s| *s == Slot::Spatial);
     let others: Vec<(usize, usize)> = slots
