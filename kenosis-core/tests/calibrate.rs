@@ -512,6 +512,10 @@ fn real_models_calibrate() {
         let out = &m.graph().output[0].name;
         let (lo, hi) = c.ranges.get(out).unwrap_or_else(|| panic!("{file}: no range for output {out}"));
         assert!(lo.is_finite() && hi.is_finite() && lo <= hi);
+        if file == "ch_ppocr_mobile_v2.0_cls_infer.onnx" {
+            let one = collect_ranges_opts(&m, &s, &CollectOptions { workers: 1 }, &mut |_, _| {}).unwrap();
+            assert_eq!(one.ranges, c.ranges, "{file}: 1 and 2 workers agree");
+        }
         if file != "silero_vad.onnx" {
             assert!(c.ranges.0.len() > 50, "{file}: {} ranges", c.ranges.0.len());
             let (xlo, xhi) = c.ranges.get(&m.graph().input[0].name).unwrap();
