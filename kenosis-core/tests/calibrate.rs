@@ -104,17 +104,6 @@ fn direct_ranges(model: &Model, samples: &Samples, tensors: &[&str]) -> BTreeMap
     out
 }
 
-/// ../shared/models and ../shared/images: beside the checkout, else under `KENOSIS_SHARED`
-/// (for worktrees that live one level deeper).
-fn shared() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    if let (Some(m), Some(i)) = (common::shared_models(), common::shared_images()) {
-        return Some((m, i));
-    }
-    let base = std::path::PathBuf::from(kenosis_core::env::var("KENOSIS_SHARED")?);
-    let (m, i) = (base.join("models"), base.join("images"));
-    (m.is_dir() && i.is_dir()).then_some((m, i))
-}
-
 #[test]
 fn bin_and_npy_samples_load_and_bad_sizes_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,7 +434,7 @@ fn input_shapes_follow_the_documented_rules() {
 
 #[test]
 fn real_models_calibrate() {
-    let Some((models, images)) = shared() else {
+    let (Some(models), Some(images)) = (common::shared_models(), common::shared_images()) else {
         eprintln!("../shared/models or ../shared/images absent: skipping");
         return;
     };
@@ -522,4 +511,15 @@ fn real_models_calibrate() {
             assert!(xlo < 0.0 && xhi > 0.0);
         }
     }
+}
+
+#[test]
+fn a_sample_the_model_rejects_is_an_error_naming_it() {
+    let m = conv_model(&[D::S("n"), D::N(3), D::N(8), D::N(8)]);
+    let mut s = load_samples(&m, &InputConfig { samples: Some(4), ..Default::default() }).unwrap();
+    s.feeds[2][0].1 = Feed::F32(ndarray::ArrayD::zeros(vec![1, 2, 8, 8]));
+    let e = collect_ranges(&m, &s).unwrap_err().to_string();
+    assert!(e.contains("calibration sample 2") && e.contains("--input-shape"), "{e}");
+    let none = Samples::default();
+    assert!(collect_ranges(&m, &none).unwrap_err().to_string().contains("no calibration samples"));
 }

@@ -18,6 +18,7 @@ use crate::onnx::Model;
 use crate::runtime::{Feed, Optimization, Session, SessionOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 /// Tensor name → (min, max) over all samples, finite values only.
@@ -201,19 +202,31 @@ pub fn collect_ranges_opts(
     let reduce = reduce_model(model, &tensors).to_bytes()?;
     let workers = opts.workers.clamp(1, total);
     let (tx, rx) = mpsc::channel::<()>();
+    // Set when a worker fails, so the others stop instead of running their remaining samples.
+    let failed = AtomicBool::new(false);
     let results: Vec<Result<Acc>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let tx = tx.clone();
-                let (reduce, tensors) = (&reduce, &tensors);
+                let (reduce, tensors, failed) = (&reduce, &tensors, &failed);
                 scope.spawn(move || -> Result<Acc> {
-                    let mut session = Session::from_bytes(reduce, &session_options())?;
-                    let mut acc = Acc::new(tensors.len());
-                    for (i, feeds) in samples.feeds.iter().enumerate().skip(w).step_by(workers) {
-                        run_sample(model, &mut session, tensors, feeds, i, &mut acc)?;
-                        let _ = tx.send(());
+                    let work = || -> Result<Acc> {
+                        let mut session = Session::from_bytes(reduce, &session_options())?;
+                        let mut acc = Acc::new(tensors.len());
+                        for (i, feeds) in samples.feeds.iter().enumerate().skip(w).step_by(workers) {
+                            if failed.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            run_sample(model, &mut session, tensors, feeds, i, &mut acc)?;
+                            let _ = tx.send(());
+                        }
+                        Ok(acc)
+                    };
+                    let r = work();
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
                     }
-                    Ok(acc)
+                    r
                 })
             })
             .collect();
