@@ -7,7 +7,7 @@ use kenosis_core::calibrate::{
     collect_ranges, collect_ranges_opts, collect_ranges_with_progress, input_shapes, load_samples, CollectOptions,
     InputConfig, Preprocess, Ranges, Samples, Source,
 };
-use kenosis_core::onnx::builder::{attr_t, node, ModelBuilder, Rng, D};
+use kenosis_core::onnx::builder::{attr_i, attr_t, node, ModelBuilder, Rng, D};
 use kenosis_core::onnx::proto::{data_type as dt, ValueInfoProto};
 use kenosis_core::onnx::{tensor, Model};
 use kenosis_core::runtime::{Feed, Optimization, Session, SessionOptions};
@@ -72,6 +72,26 @@ fn conv_model(dims: &[D]) -> Model {
         .node(node("Relu", "relu", &["y"], &["r"], vec![]))
         .node(node("Sigmoid", "sig", &["r"], &["s"], vec![]))
         .build()
+}
+
+/// [`conv_model`] plus data-movement ops whose ranges are derived: Transpose, Concat (with the
+/// graph input), Reshape.
+fn conv_model_with_moves(dims: &[D]) -> Model {
+    let mut m = conv_model(dims);
+    let g = m.graph_mut();
+    g.initializer.push(tensor::from_i64("flat", &[2], &[1, -1]));
+    g.node.push(node(
+        "Transpose",
+        "tr",
+        &["y"],
+        &["t"],
+        vec![kenosis_core::onnx::builder::attr_ints("perm", &[0, 2, 3, 1])],
+    ));
+    g.node.push(node("Concat", "cat", &["s", "x"], &["c"], vec![attr_i("axis", 1)]));
+    g.node.push(node("Reshape", "rs", &["c", "flat"], &["f"], vec![]));
+    g.output.push(ValueInfoProto { name: "f".into(), ..Default::default() });
+    g.output.push(ValueInfoProto { name: "t".into(), ..Default::default() });
+    m
 }
 
 /// min/max of `tensors` computed independently: each exposed as a graph output, read out whole
@@ -300,15 +320,15 @@ fn synthetic_samples_are_deterministic() {
 
 #[test]
 fn ranges_match_directly_computed_ranges_and_do_not_depend_on_threads() {
-    let m = conv_model(&[D::S("n"), D::N(3), D::N(12), D::N(10)]);
+    let m = conv_model_with_moves(&[D::S("n"), D::N(3), D::N(12), D::N(10)]);
     let samples = load_samples(&m, &InputConfig { samples: Some(5), ..Default::default() }).unwrap();
     let mut calls = Vec::new();
     let r = collect_ranges_with_progress(&m, &samples, &mut |d, t| calls.push((d, t))).unwrap();
     assert_eq!(calls.last(), Some(&(5, 5)));
     assert_eq!(calls.len(), 5);
-    let direct = direct_ranges(&m, &samples, &["x", "y", "r", "s"]);
+    let direct = direct_ranges(&m, &samples, &["x", "y", "r", "s", "t", "c", "f"]);
     assert_eq!(r.0, direct);
-    assert_eq!(r.0.keys().collect::<Vec<_>>(), ["r", "s", "x", "y"]);
+    assert_eq!(r.0.keys().collect::<Vec<_>>(), ["c", "f", "r", "s", "t", "x", "y"]);
     assert!(r.get("r").unwrap().0 == 0.0 && r.get("y").unwrap().0 < 0.0);
     let one = collect_ranges_opts(&m, &samples, &CollectOptions { workers: 1 }, &mut |_, _| {}).unwrap();
     let two = collect_ranges_opts(&m, &samples, &CollectOptions { workers: 2 }, &mut |_, _| {}).unwrap();

@@ -7,7 +7,9 @@
 //! are spread over worker threads with one session each, and min/max combine in any order, so
 //! the result does not depend on the number of threads. A reduction that is not finite (the
 //! tensor holds NaN or ±inf, or is empty) is redone for that sample from the tensor itself,
-//! ignoring non-finite values. `Constant` nodes' ranges are read from the model, not run.
+//! ignoring non-finite values. `Constant` nodes' ranges are read from the model, and outputs
+//! of ops that only move values (Reshape, Transpose, Concat, ...) take their inputs' ranges,
+//! so neither is reduced at run time.
 
 use super::Samples;
 use crate::error::{Error, Result};
@@ -82,7 +84,13 @@ struct Plan {
     constants: BTreeMap<String, (f32, f32)>,
     /// Constants holding NaN or infinities.
     nonfinite_constants: Vec<String>,
+    /// Tensors whose range is the union of other tensors' ranges, in topological order.
+    derived: Vec<(String, Vec<String>)>,
 }
+
+/// Ops whose output holds exactly the values of their data input, rearranged: its range is the
+/// input's, so it is not reduced again. (Concat's output is the union of its inputs' values.)
+const SAME_VALUES: [&str; 6] = ["Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"];
 
 /// The finite (min, max) of a float `Constant` node's `value`, or `None` when it is not one;
 /// `Some(None)` for an empty or all non-finite constant.
@@ -145,7 +153,33 @@ fn plan(model: &Model) -> Result<Plan> {
             types[i] = by_name.get(names[i].as_str()).copied();
         }
     }
-    plan.measured = names.into_iter().zip(types).filter(|(_, t)| *t == Some(dt::FLOAT)).map(|(n, _)| n).collect();
+    let floats: Vec<String> =
+        names.into_iter().zip(types).filter(|(_, t)| *t == Some(dt::FLOAT)).map(|(n, _)| n).collect();
+    // Every float tensor of the main graph is in the plan (measured, constant or derived), so a
+    // node's output can be derived when all its data inputs are.
+    let mut known: std::collections::HashSet<&str> = floats.iter().map(String::as_str).collect();
+    known.extend(
+        g.node.iter().filter(|n| constant_range(n).is_some()).flat_map(|n| n.output.iter().map(String::as_str)),
+    );
+    let mut derived = std::collections::HashSet::new();
+    for i in crate::onnx::graph::topological_order(g)? {
+        let n = &g.node[i];
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        let (Some(out), true) = (n.output.first().filter(|o| known.contains(o.as_str())), default_domain) else {
+            continue;
+        };
+        let sources: Vec<String> = if SAME_VALUES.contains(&n.op_type.as_str()) {
+            n.input.first().into_iter().cloned().collect()
+        } else if n.op_type == "Concat" {
+            n.input.iter().filter(|s| !s.is_empty()).cloned().collect()
+        } else {
+            continue;
+        };
+        if !sources.is_empty() && sources.iter().all(|s| known.contains(s.as_str())) && derived.insert(out.clone()) {
+            plan.derived.push((out.clone(), sources));
+        }
+    }
+    plan.measured = floats.into_iter().filter(|t| !derived.contains(t)).collect();
     Ok(plan)
 }
 
@@ -181,12 +215,24 @@ pub fn collect_ranges_opts(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Collected> {
     if samples.is_empty() {
-        return Err(Error::Calibration { path: None, reason: "no calibration samples".into() });
+        return Err(Error::Calibration {
+            path: None,
+            reason: "no calibration samples to run; give at least one image or data file, or --samples 1 or more"
+                .into(),
+        });
     }
-    let Plan { measured: tensors, constants, nonfinite_constants } = plan(model)?;
+    let Plan { measured: tensors, constants, nonfinite_constants, derived } = plan(model)?;
     let total = samples.len();
     let finish = |mut c: Collected| {
         c.ranges.0.extend(constants.iter().map(|(k, v)| (k.clone(), *v)));
+        for (out, sources) in &derived {
+            let union = sources.iter().filter_map(|s| c.ranges.get(s)).reduce(|(alo, ahi), (blo, bhi)| {
+                (if blo < alo { blo } else { alo }, if bhi > ahi { bhi } else { ahi })
+            });
+            if let Some(r) = union {
+                c.ranges.0.insert(out.clone(), r);
+            }
+        }
         if !nonfinite_constants.is_empty() {
             c.notes.push(format!("NaN or infinite values ignored in constants {}", nonfinite_constants.join(", ")));
         }
@@ -240,7 +286,10 @@ pub fn collect_ranges_opts(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(Error::Calibration { path: None, reason: "a calibration worker panicked".into() })
+                    Err(Error::Calibration {
+                        path: None,
+                        reason: "a calibration worker thread panicked (a bug in Kenosis; please report it)".into(),
+                    })
                 })
             })
             .collect()
@@ -337,7 +386,11 @@ fn run_sample(
     if out.len() != tensors.len() * 2 {
         return Err(Error::Calibration {
             path: None,
-            reason: format!("ONNX Runtime returned {} values for {} reductions", out.len(), tensors.len() * 2),
+            reason: format!(
+                "ONNX Runtime returned {} values for {} range reductions (a bug in Kenosis; please report it)",
+                out.len(),
+                tensors.len() * 2
+            ),
         });
     }
     let mut redo = Vec::new();
