@@ -36,7 +36,9 @@ pub enum Preprocess {
     Unit,
     /// `(x / 255 - 0.5) / 0.5`, in [-1, 1] (PaddleOCR).
     Half,
-    /// `x / 255`, then ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+    /// `x / 255`, then ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). Like
+    /// every mean/std here, applied per channel in the order the channels are fed (so with `bgr`
+    /// the first value applies to blue, as in code that normalises a BGR array).
     Imagenet,
     /// `(x / 255 - mean[c]) / std[c]`, with mean and std in 0..1 units, per channel in the
     /// order the channels are fed (RGB, or BGR with `bgr`).
@@ -101,7 +103,8 @@ pub fn parse_input_shape(s: &str) -> Result<(String, Vec<i64>)> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// Seeded pseudo-random inputs shaped like normalised images (the zero-config default).
+    /// Seeded pseudo-random inputs shaped like normalised images, uniform in [-1, 1) (the
+    /// zero-config default). The primary input (else the first float input) takes them.
     Synthetic {
         /// Seed of the generator; the same seed gives the same samples everywhere.
         seed: u64,
@@ -164,7 +167,7 @@ impl Samples {
 
 /// Builds the calibration samples `cfg` describes for `model`.
 ///
-/// Shapes come from [`input_shapes`]. The primary input (the first 4-D float input) takes the
+/// Shapes come from [`input_shapes`]. Every sample is held in memory. The primary input (the first 4-D float input) takes the
 /// images, the data files or the synthetic values; other inputs take data files when the source
 /// is [`Source::Data`] and otherwise the defaults of [`input_shapes`]' rules (listed in `notes`).
 pub fn load_samples(model: &Model, cfg: &InputConfig) -> Result<Samples> {
