@@ -68,7 +68,7 @@ fn inspect_text_and_json() {
     let o = kenosis(&["inspect", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for want in ["IR version:  8", "ai.onnx 13", "x: float32 [N, 3, 4, 4]", "Conv 1", "quantized:   no", "236"] {
+    for want in ["IR version:  8", "ai.onnx 13", "x: float32 [N, 3, 4, 4]", "Conv 1", "quantized:   no", "3776"] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     let o = kenosis(&["inspect", "--json", p.to_str().unwrap()]);
@@ -76,7 +76,7 @@ fn inspect_text_and_json() {
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
     assert_eq!(j["ops"]["Conv"], 1);
     assert_eq!(j["ops"]["Constant"], 1);
-    assert_eq!(j["params"], 108 + 128);
+    assert_eq!(j["params"], 1728 + 2048);
     assert_eq!(j["bytes"], fs::metadata(&p).unwrap().len());
     assert_eq!(j["opset"]["ai.onnx"], 13);
     assert_eq!(j["inputs"][0]["name"], "x");
