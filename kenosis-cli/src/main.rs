@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    common::install_panic_hook();
     let cli = Cli::parse();
     let global = common::Global { quiet: cli.quiet, verbose: cli.verbose, ort_lib: cli.ort_lib };
     let result = match cli.command {

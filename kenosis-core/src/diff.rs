@@ -159,7 +159,7 @@ fn node_keys(g: &GraphProto) -> Vec<String> {
         .map(|n| {
             let k = per_op.entry(n.op_type.as_str()).or_default();
             *k += 1;
-            if !n.name.is_empty() && name_count[n.name.as_str()] == 1 {
+            if !n.name.is_empty() && name_count.get(n.name.as_str()) == Some(&1) {
                 n.name.clone()
             } else {
                 format!("{}#{}", n.op_type, *k - 1)
