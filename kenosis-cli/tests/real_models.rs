@@ -120,6 +120,8 @@ const VISION: &[(&str, usize, usize, bool, Norm)] = &[
 /// FP32 outputs whose largest magnitude is below this are all-zero maps (the text detector on
 /// an image without text); cosine between two such maps measures noise, so they are skipped.
 const DEGENERATE: f32 = 1e-3;
+/// Images compared per model (the first ones, sorted by name, with a non-degenerate output).
+const IMAGES_PER_MODEL: usize = 6;
 
 /// Bilinear resize to (h, w), x/255, then the model's normalization, NCHW.
 fn load_image(path: &Path, h: usize, w: usize, bgr: bool, norm: Norm) -> ArrayD<f32> {
@@ -158,7 +160,7 @@ fn session(path: &Path) -> Session {
 
 #[test]
 fn cast_vision_models_run_close_to_fp32_on_real_images() {
-    // Every image in ../shared/images, min cosine over the images.
+    // The images of ../shared/images in name order, min cosine over them.
     let (Some(models), Some(images)) = (shared_models(), shared_images()) else { return };
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
     let mut images: Vec<_> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
@@ -173,12 +175,6 @@ fn cast_vision_models_run_close_to_fp32_on_real_images() {
         for to in ["fp16", "bf16"] {
             let out = dir.path().join(format!("{name}.{to}.onnx"));
             let o = kenosis(&["-q", "cast", fp32.to_str().unwrap(), "--to", to, "-o", out.to_str().unwrap()]);
-            if to == "bf16" && !o.status.success() && stderr(&o).contains("BF16 needs opset 13") {
-                // Opset 11/12 models with ops that changed at 13 need the opset upgrade pass first.
-                assert!(Model::load(&fp32).unwrap().opset("").unwrap() < 13, "{name}");
-                ratios.push(f64::NAN);
-                continue;
-            }
             assert!(o.status.success(), "{name} {to}: {}", stderr(&o));
             let ratio = std::fs::metadata(&out).unwrap().len() as f64 / fp32_bytes;
             assert!((0.45..0.65).contains(&ratio), "{name} {to}: {ratio:.3} of the FP32 size");
@@ -188,6 +184,9 @@ fn cast_vision_models_run_close_to_fp32_on_real_images() {
         let input = sessions[0].inputs()[0].name.clone();
         let (mut cos16, mut cos_bf, mut used) = (1.0f64, 1.0f64, 0);
         for img in &images {
+            if used == IMAGES_PER_MODEL {
+                break;
+            }
             let feeds = vec![(input.clone(), Feed::F32(load_image(img, h, w, bgr, norm)))];
             let want = run_all(&mut sessions[0], &feeds);
             if want.iter().fold(0.0f32, |m, v| m.max(v.abs())) < DEGENERATE {
@@ -195,21 +194,16 @@ fn cast_vision_models_run_close_to_fp32_on_real_images() {
             }
             used += 1;
             cos16 = cos16.min(cosine(&want, &run_all(&mut sessions[1], &feeds)));
-            if let Some(s) = sessions.get_mut(2) {
-                cos_bf = cos_bf.min(cosine(&want, &run_all(s, &feeds)));
-            } else {
-                cos_bf = f64::NAN;
-            }
+            cos_bf = cos_bf.min(cosine(&want, &run_all(&mut sessions[2], &feeds)));
         }
-        assert!(used >= 4, "{name}: only {used} images give a non-zero FP32 output");
+        assert!(used == IMAGES_PER_MODEL, "{name}: only {used} images give a non-zero FP32 output");
         table.push(format!(
-            "{name:40} {used:2}/{} images  fp16 min cos {cos16:.6} size {:.3}   bf16 min cos {cos_bf:.6} size {:.3}",
-            images.len(),
+            "{name:40} {used} images  fp16 min cos {cos16:.6} size {:.3}   bf16 min cos {cos_bf:.6} size {:.3}",
             ratios[0],
             ratios[1]
         ));
         assert!(cos16 >= 0.999, "{name}: fp16 cosine {cos16}");
-        assert!(cos_bf.is_nan() || cos_bf >= 0.99, "{name}: bf16 cosine {cos_bf}");
+        assert!(cos_bf >= 0.99, "{name}: bf16 cosine {cos_bf}");
     }
     println!("{}", table.join("\n"));
 }

@@ -16,7 +16,7 @@
 //! - **BF16**: a storage format. Weights are stored as BF16 (same size as FP16, FP32's exponent
 //!   range, 8 bits of mantissa) and Cast to FP32 before use; on ORT's CPU provider the model
 //!   runs at FP32 speed with slightly larger weight rounding than FP16. BF16 Cast needs
-//!   opset 13, so older models are moved to 13 when no op among them changed meaning there.
+//!   opset 13, so older models are first upgraded with [`crate::onnx::passes::upgrade_opset`].
 //!
 //! Float tensors holding values beyond FP16's range (±65504) stay FP32.
 //!
@@ -92,9 +92,6 @@ pub const BF16_NATIVE_OPS: &[&str] = &["Identity", "Flatten", "Transpose", "Conc
 /// models are very sensitive to their rounding (PP-OCRv4's detector loses 0.006 of cosine to
 /// one 144-element depthwise kernel in FP16).
 pub const SMALL_TENSOR: usize = 1024;
-
-/// Ops whose meaning or inputs changed at opset 13; a model using them can't just be relabelled.
-const CHANGED_AT_13: &[&str] = &["Squeeze", "Unsqueeze", "Split", "ReduceSum", "Softmax", "LogSoftmax", "Hardmax"];
 
 /// How to cast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,36 +187,19 @@ fn has_float(g: &GraphProto) -> bool {
 }
 
 fn ensure_opset_13(model: &mut Model, what: &str, report: &mut CastReport) -> Result<()> {
-    let version = model.opset("").unwrap_or(1);
-    if version >= 13 {
+    let from = model.opset("").unwrap_or(1);
+    if from >= 13 {
         return Ok(());
     }
-    let mut blockers = std::collections::BTreeSet::new();
-    for_each_graph(model.graph(), &mut |g| {
-        for n in &g.node {
-            if n.domain.is_empty() && CHANGED_AT_13.contains(&n.op_type.as_str()) {
-                blockers.insert(n.op_type.clone());
-            }
-        }
-    });
-    if version < 11 || !blockers.is_empty() {
-        let why = if blockers.is_empty() {
-            "ops changed meaning between its opset and 13".to_string()
-        } else {
-            format!("its {} ops changed at opset 13", blockers.into_iter().collect::<Vec<_>>().join(", "))
-        };
-        return Err(Error::Unsupported(format!(
-            "{what} uses opset {version}; BF16 needs opset 13 and {why}. Upgrade the model to opset 13 first, \
-             or cast to fp16, which works at any opset"
-        )));
-    }
-    for o in &mut model.proto.opset_import {
-        if o.domain.is_empty() || o.domain == "ai.onnx" {
-            o.version = 13;
-        }
-    }
+    let r = crate::onnx::passes::upgrade_opset(model, 13).map_err(|e| {
+        Error::Unsupported(format!(
+            "{what} uses opset {from} and BF16 needs opset 13, but the upgrade failed: {e}. Cast to fp16 instead, \
+             which works at any opset"
+        ))
+    })?;
     report.notes.push(format!(
-        "the default opset went from {version} to 13 (BF16 Casts need it; none of the model's ops changed meaning)"
+        "the default opset went from {from} to 13 (BF16 Casts need it; {} nodes rewritten to keep their meaning)",
+        r.rewritten
     ));
     Ok(())
 }

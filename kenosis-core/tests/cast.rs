@@ -197,17 +197,20 @@ fn half_io_declares_half_inputs_and_outputs() {
 }
 
 #[test]
-fn bf16_moves_old_opsets_to_13_only_when_safe() {
-    let (h, report) = cast(&fixture(11), &CastOptions { to: Precision::Bf16, half_io: false }).unwrap();
-    assert_eq!(h.opset(""), Some(13));
-    assert!(report.notes.iter().any(|n| n.contains("opset")), "{report:?}");
+fn bf16_upgrades_old_opsets_to_13() {
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
-    Session::from_model(&h, &SessionOptions::default()).unwrap();
-    let mut soft = fixture(11);
-    soft.graph_mut().node.push(node("Softmax", "sm", &["out"], &["p"], vec![]));
-    let e = cast(&soft, &CastOptions { to: Precision::Bf16, half_io: false }).unwrap_err().to_string();
-    assert!(e.contains("Softmax") && e.contains("opset 13"), "{e}");
-    // FP16 works at any opset.
+    // Softmax changed meaning at 13: the upgrade keeps the old one, and the result still matches.
+    let mut m = fixture(11);
+    m.graph_mut().node.push(node("Softmax", "sm", &["out"], &["p"], vec![attr_i("axis", 1)]));
+    m.graph_mut().output[0].name = "p".into();
+    let x = ArrayD::from_shape_vec(vec![2, 3, 8, 8], Rng::new(3).vec(384, 0.0, 1.0)).unwrap();
+    let want = run(&m, &x);
+    let (h, report) = cast(&m, &CastOptions { to: Precision::Bf16, half_io: false }).unwrap();
+    assert_eq!(h.opset(""), Some(13));
+    assert!(report.notes.iter().any(|n| n.contains("from 11 to 13")), "{report:?}");
+    let c = cosine(&want, &run(&h, &x));
+    assert!(c >= 0.999, "cosine {c}");
+    // FP16 works at any opset and leaves it alone.
     let (h, _) = cast(&fixture(11), &CastOptions { to: Precision::Fp16, half_io: false }).unwrap();
     assert_eq!(h.opset(""), Some(11));
     Session::from_model(&h, &SessionOptions::default()).unwrap();
