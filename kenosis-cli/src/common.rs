@@ -151,7 +151,10 @@ pub fn output_path(input: &Path, out: Option<&Path>, suffix: &str, force: bool) 
         return Err(kenosis_core::Error::OverwriteInput { path }.into());
     }
     if path.is_dir() {
-        return Err(Failure::BadInput(format!("{} is a directory; give the path of the .onnx file to write", path.display())));
+        return Err(Failure::BadInput(format!(
+            "{} is a directory; give the path of the .onnx file to write",
+            path.display()
+        )));
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !parent.is_dir() {

@@ -36,7 +36,9 @@ fn bad_model_files_exit_2_naming_the_file() {
     let folder = dir.path().join("folder.onnx");
     fs::create_dir(&folder).unwrap();
     let g = good.to_str().unwrap();
-    for (bad, why) in [(&missing, "no such file"), (&empty, "empty"), (&junk, "not an ONNX model"), (&folder, "directory")] {
+    for (bad, why) in
+        [(&missing, "no such file"), (&empty, "empty"), (&junk, "not an ONNX model"), (&folder, "directory")]
+    {
         let b = bad.to_str().unwrap();
         let out = dir.path().join("out.onnx");
         let o_str = out.to_str().unwrap();
@@ -139,7 +141,8 @@ fn cast_output_rules() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "quiet: {}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 1);
-    let j: serde_json::Value = serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", bf.to_str().unwrap()]))).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", bf.to_str().unwrap()]))).unwrap();
     assert_eq!(j["initializer_dtypes"]["bfloat16"], 1, "{j}");
     // Without a terminal, progress is plain lines on stderr.
     let o = kenosis(&["cast", i, "--to", "bf16", "-o", bf.to_str().unwrap(), "--force"]);

@@ -90,12 +90,14 @@ fn inspect_op_counts_match_an_independent_count() {
     }
     // Spot checks against MANIFEST.md.
     let j: serde_json::Value =
-        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("silero_vad.onnx").to_str().unwrap()]))).unwrap();
+        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("silero_vad.onnx").to_str().unwrap()])))
+            .unwrap();
     assert_eq!(j["ops"]["If"], 1);
     assert_eq!(j["subgraph_ops"]["LSTM"], 4);
     assert_eq!(j["inputs"][2]["dtype"], "int64");
     let j: serde_json::Value =
-        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("layout_cdla.onnx").to_str().unwrap()]))).unwrap();
+        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("layout_cdla.onnx").to_str().unwrap()])))
+            .unwrap();
     assert_eq!(j["opset"]["Paddle"], 1);
     assert_eq!(j["ops"]["BatchNormalization"], 94);
 }
@@ -199,8 +201,7 @@ fn cast_vision_models_run_close_to_fp32_on_real_images() {
         assert!(used == IMAGES_PER_MODEL, "{name}: only {used} images give a non-zero FP32 output");
         table.push(format!(
             "{name:40} {used} images  fp16 min cos {cos16:.6} size {:.3}   bf16 min cos {cos_bf:.6} size {:.3}",
-            ratios[0],
-            ratios[1]
+            ratios[0], ratios[1]
         ));
         assert!(cos16 >= 0.999, "{name}: fp16 cosine {cos16}");
         assert!(cos_bf >= 0.99, "{name}: bf16 cosine {cos_bf}");

@@ -78,14 +78,28 @@ impl Precision {
 }
 
 /// Ops with real FP16 CPU kernels in ORT 1.31 that Kenosis keeps in FP16 when their data input is FP16.
-pub const FP16_NATIVE_OPS: &[&str] =
-    &["Identity", "Flatten", "Transpose", "Concat", "Reshape", "Squeeze", "Unsqueeze", "Expand", "Slice", "Gather", "Clip", "Max", "Min"];
+pub const FP16_NATIVE_OPS: &[&str] = &[
+    "Identity",
+    "Flatten",
+    "Transpose",
+    "Concat",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Expand",
+    "Slice",
+    "Gather",
+    "Clip",
+    "Max",
+    "Min",
+];
 
 /// Of [`FP16_NATIVE_OPS`], those whose FP16 kernels exist only from opset 12.
 pub const FP16_NATIVE_FROM_OPSET_12: &[&str] = &["Clip", "Max", "Min"];
 
 /// Ops with real BF16 CPU kernels in ORT 1.31 that Kenosis keeps in BF16 when their data input is BF16.
-pub const BF16_NATIVE_OPS: &[&str] = &["Identity", "Flatten", "Transpose", "Concat", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Gather"];
+pub const BF16_NATIVE_OPS: &[&str] =
+    &["Identity", "Flatten", "Transpose", "Concat", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Gather"];
 
 /// Float tensors with fewer elements stay FP32 unless a half-precision op reads them: biases,
 /// BatchNorm parameters and small depthwise kernels are a few percent of the bytes, and some
@@ -128,12 +142,7 @@ impl CastReport {
     pub fn human(&self) -> String {
         let mut s = format!(
             "{} float tensors ({} values) stored as {}, {} nodes in {}, {} Cast nodes added\n",
-            self.tensors_converted,
-            self.elements_converted,
-            self.to,
-            self.half_nodes,
-            self.to,
-            self.casts_added
+            self.tensors_converted, self.elements_converted, self.to, self.half_nodes, self.to, self.casts_added
         );
         let kept: usize = self.fp32_ops.values().sum();
         if kept > 0 {
@@ -447,11 +456,14 @@ fn cast_graph(g: &mut GraphProto, ctx: &mut Ctx, half_io: bool, top: bool) -> Re
 
     // With half_io, outputs computed in FP32 get a final Cast; the output keeps its name.
     if half_io {
-        let outputs: Vec<String> = g.output.iter().filter(|v| elem_type(v) == Some(dt::FLOAT)).map(|v| v.name.clone()).collect();
+        let outputs: Vec<String> =
+            g.output.iter().filter(|v| elem_type(v) == Some(dt::FLOAT)).map(|v| v.name.clone()).collect();
         for y in outputs {
             if !half.contains(&y) {
                 if pinned.contains(&y) || listed_inputs.contains(&y) {
-                    notes.push(format!("output `{y}` stays float32: a subgraph or the caller's input is the same tensor"));
+                    notes.push(format!(
+                        "output `{y}` stays float32: a subgraph or the caller's input is the same tensor"
+                    ));
                     continue;
                 }
                 let y32 = unique_name(&mut ctx.taken, &format!("{y}_fp32"));

@@ -27,13 +27,20 @@ fn one_op(op: &str, t: i32, opset: i64) -> Model {
         "Identity" | "Flatten" => b.node(node(op, "n", &["x"], &["y"], vec![])),
         "Transpose" => b.node(node(op, "n", &["x"], &["y"], vec![attr_ints("perm", &[0, 2, 3, 1])])),
         "Concat" => b.node(node(op, "n", &["x", "x"], &["y"], vec![attr_i("axis", 1)])),
-        "Max" | "Min" => b.initializer(half_tensor(t, "b", &[1, 4, 8, 8])).node(node(op, "n", &["x", "b"], &["y"], vec![])),
-        "Clip" => b
-            .initializer(half_tensor(t, "lo", &[]))
-            .initializer(half_tensor(t, "hi", &[]))
-            .node(node(op, "n", &["x", "lo", "hi"], &["y"], vec![])),
+        "Max" | "Min" => {
+            b.initializer(half_tensor(t, "b", &[1, 4, 8, 8])).node(node(op, "n", &["x", "b"], &["y"], vec![]))
+        }
+        "Clip" => b.initializer(half_tensor(t, "lo", &[])).initializer(half_tensor(t, "hi", &[])).node(node(
+            op,
+            "n",
+            &["x", "lo", "hi"],
+            &["y"],
+            vec![],
+        )),
         "Reshape" => b.initializer(i64s("s", &[1, -1])).node(node(op, "n", &["x", "s"], &["y"], vec![])),
-        "Squeeze" | "Unsqueeze" if axes_input => b.initializer(i64s("a", &[0])).node(node(op, "n", &["x", "a"], &["y"], vec![])),
+        "Squeeze" | "Unsqueeze" if axes_input => {
+            b.initializer(i64s("a", &[0])).node(node(op, "n", &["x", "a"], &["y"], vec![]))
+        }
         "Squeeze" | "Unsqueeze" => b.node(node(op, "n", &["x"], &["y"], vec![attr_ints("axes", &[0])])),
         "Expand" => b.initializer(i64s("s", &[2, 4, 8, 8])).node(node(op, "n", &["x", "s"], &["y"], vec![])),
         "Slice" => b
@@ -45,9 +52,13 @@ fn one_op(op: &str, t: i32, opset: i64) -> Model {
         "Conv" => b.initializer(half_tensor(t, "w", &[4, 4, 3, 3])).node(node(op, "n", &["x", "w"], &["y"], vec![])),
         "MatMul" => b.initializer(half_tensor(t, "w", &[8, 8])).node(node(op, "n", &["x", "w"], &["y"], vec![])),
         "Add" | "Mul" => b.initializer(half_tensor(t, "b", &[8])).node(node(op, "n", &["x", "b"], &["y"], vec![])),
-        "Resize" => b
-            .initializer(tensor::from_f32("sc", &[4], &[1.0, 1.0, 2.0, 2.0]))
-            .node(node(op, "n", &["x", "", "sc"], &["y"], vec![])),
+        "Resize" => b.initializer(tensor::from_f32("sc", &[4], &[1.0, 1.0, 2.0, 2.0])).node(node(
+            op,
+            "n",
+            &["x", "", "sc"],
+            &["y"],
+            vec![],
+        )),
         "BatchNormalization" => b
             .initializer(half_tensor(t, "s", &[4]))
             .initializer(half_tensor(t, "bb", &[4]))
@@ -64,7 +75,11 @@ fn one_op(op: &str, t: i32, opset: i64) -> Model {
 fn runs_natively(m: &Model) -> Result<bool, String> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("opt.onnx");
-    let opts = SessionOptions { optimization: Optimization::Basic, optimized_model_path: Some(p.clone()), ..Default::default() };
+    let opts = SessionOptions {
+        optimization: Optimization::Basic,
+        optimized_model_path: Some(p.clone()),
+        ..Default::default()
+    };
     Session::from_model(m, &opts).map_err(|e| e.to_string())?;
     let opt = ModelProto::decode(&*std::fs::read(&p).unwrap()).unwrap();
     Ok(!opt.graph.unwrap().node.iter().any(|n| n.op_type == "Cast"))
@@ -91,7 +106,17 @@ fn compute_ops_are_float32_only_on_cpu() {
     // If this fails, ORT gained half kernels: extend FP16_NATIVE_OPS / BF16_NATIVE_OPS.
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
     let ops = [
-        "Conv", "MatMul", "Add", "Mul", "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Softmax", "GlobalAveragePool", "Resize",
+        "Conv",
+        "MatMul",
+        "Add",
+        "Mul",
+        "Relu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Softmax",
+        "GlobalAveragePool",
+        "Resize",
         "BatchNormalization",
     ];
     for t in [dt::FLOAT16, dt::BFLOAT16] {
@@ -125,7 +150,13 @@ fn fixture(opset: i64) -> Model {
         .initializer(tensor::from_i64("shape2", &[3], &[1, 64, 16]))
         .node(node("Constant", "c_lo", &[], &["lo_c"], vec![attr_t("value", lo)]))
         .node(node("Constant", "c_hi", &[], &["hi_c"], vec![attr_t("value", hi)]))
-        .node(node("Constant", "c_w2", &[], &["w2"], vec![attr_t("value", tensor::from_f32("w2", &[64, 16], &rng.vec(1024, -1.0, 1.0)))]))
+        .node(node(
+            "Constant",
+            "c_w2",
+            &[],
+            &["w2"],
+            vec![attr_t("value", tensor::from_f32("w2", &[64, 16], &rng.vec(1024, -1.0, 1.0)))],
+        ))
         .node(node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("pads", &[1, 1, 1, 1])]))
         .node(node("Relu", "relu", &["c"], &["r"], vec![]))
         .node(node("Clip", "clip", &["r", "lo_c", "hi_c"], &["k"], vec![]))
