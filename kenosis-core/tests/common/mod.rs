@@ -3,16 +3,25 @@
 
 use std::path::PathBuf;
 
+/// `shared/<sub>` beside the checkout (`../shared`), or one level further up for a git worktree
+/// kept in a folder of worktrees (`../../shared`), when present.
+fn shared(sub: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    ["../../shared", "../../../shared"]
+        .iter()
+        .map(|up| root.join(up).join(sub))
+        .find(|p| p.is_dir())
+        .and_then(|p| p.canonicalize().ok())
+}
+
 /// `../shared/models` beside the checkout, when present (a fresh clone passes without it).
 pub fn shared_models() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
-    p.is_dir().then(|| p.canonicalize().ok()).flatten()
+    shared("models")
 }
 
 /// `../shared/images` beside the checkout, when present.
 pub fn shared_images() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images");
-    p.is_dir().then(|| p.canonicalize().ok()).flatten()
+    shared("images")
 }
 
 /// The vision models of ../shared/models with the input shape each is run at.
