@@ -3,6 +3,7 @@ mod common;
 use kenosis_core::onnx::builder::{attr_i, attr_ints, node, ModelBuilder, Rng, D};
 use kenosis_core::onnx::proto::data_type as dt;
 use kenosis_core::onnx::tensor;
+use kenosis_core::calibrate::{Preprocess, Source};
 use kenosis_core::onnx::Model;
 use kenosis_core::validate::metrics::{argmax, cosine, max_abs_error, output_kind, top1_matches};
 use kenosis_core::validate::{self, fusion_counts, Gates, OutputKind, ValidateOptions, Verdict};
@@ -99,9 +100,10 @@ fn negated(m: &Model) -> Model {
     m
 }
 
-const XS: f32 = 1.0 / 255.0;
+// Input scale and zero point cover the synthetic samples' [-1, 1).
+const XS: f32 = 2.0 / 255.0;
 const WS: f32 = 0.01;
-const YS: f32 = 0.05;
+const YS: f32 = 0.1;
 
 /// Integer weights of the QDQ Conv fixture and the float weights they stand for.
 fn conv_weights() -> (Vec<i8>, Vec<i32>) {
@@ -119,7 +121,7 @@ fn qdq_conv(q_after: bool) -> Model {
         .input("x", dt::FLOAT, &[D::N(1), D::N(4), D::N(8), D::N(8)])
         .output("y", dt::FLOAT, &[D::N(1), D::N(8), D::N(8), D::N(8)])
         .initializer(tensor::from_f32("xs", &[], &[XS]))
-        .initializer(tensor::from_u8("xz", &[], &[0]))
+        .initializer(tensor::from_u8("xz", &[], &[128]))
         .initializer(tensor::from_i8("wq", &[8, 4, 3, 3], &w))
         .initializer(tensor::from_f32("ws", &[], &[WS]))
         .initializer(tensor::from_i8("wz", &[], &[0]))
@@ -295,8 +297,12 @@ fn real_classifier_against_itself() {
     let m = Model::load(dir.join("ch_ppocr_mobile_v2.0_cls_infer.onnx")).unwrap();
     let mut opts = quick();
     opts.inputs.shapes = vec![("x".into(), vec![1, 3, 48, 192])];
+    if let Some(images) = common::shared_images() {
+        opts.inputs.source = Source::Images { dir: images, preprocess: Preprocess::Half, bgr: true };
+    }
     let r = validate::validate(&m, &m, &opts).unwrap();
     println!("{}", r.human());
+    assert!(r.samples >= 1);
     assert!((r.cosine_mean - 1.0).abs() < 1e-6);
     assert_eq!(r.top1_agreement, Some(1.0));
     assert_eq!(r.outputs[0].kind, OutputKind::Classifier);

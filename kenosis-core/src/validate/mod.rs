@@ -6,17 +6,16 @@
 //! the result ([`Verdict`]). [`Report::check`] applies the caller's [`Gates`].
 
 mod fusion;
-mod inputs_tmp;
 mod latency;
 pub mod metrics;
 mod report;
 
 pub use fusion::{fusion_counts, op_counts, optimized_model, Fusion};
-pub use inputs_tmp::{load_samples, InputConfig, Samples, Source};
 pub use latency::{measure, Timing};
 pub use metrics::OutputKind;
 pub use report::{Gates, OutputReport, Report, Verdict};
 
+use crate::calibrate::{load_samples, InputConfig, Source};
 use crate::error::{Error, Result};
 use crate::onnx::graph::GraphIndex;
 use crate::onnx::Model;
@@ -24,10 +23,15 @@ use crate::runtime::{Feed, Optimization, Session, SessionOptions};
 use metrics::OutputStats;
 use std::collections::BTreeMap;
 
+/// Seed of the default synthetic validation samples: not calibration's default seed (0), so that
+/// zero-config validation does not measure the INT8 model on the very samples it was calibrated on.
+pub const VALIDATION_SEED: u64 = 1;
+
 /// How to validate.
 #[derive(Debug, Clone)]
 pub struct ValidateOptions {
-    /// The samples both models run on (the same loader calibration uses).
+    /// The samples both models run on, loaded by [`crate::calibrate::load_samples`] from the FP32
+    /// model. Default: synthetic, seeded with [`VALIDATION_SEED`].
     pub inputs: InputConfig,
     /// Timed runs per model (median taken); at least 1.
     pub runs: usize,
@@ -39,7 +43,9 @@ pub struct ValidateOptions {
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        ValidateOptions { inputs: InputConfig::default(), runs: 20, warmup: 3, threads: 1 }
+        ValidateOptions {
+            inputs: InputConfig { source: Source::Synthetic { seed: VALIDATION_SEED }, ..InputConfig::default() },
+            runs: 20, warmup: 3, threads: 1 }
     }
 }
 
