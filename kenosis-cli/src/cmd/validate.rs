@@ -1,15 +1,11 @@
 //! `kenosis validate FP32 INT8`: accuracy, latency, size and fusion of an INT8 model against its
 //! FP32 original, with a verdict and optional quality gates.
 
-use clap::{Args, ValueEnum};
+use crate::common::{load_model, print_json, CmdResult, Failure, Global, Progress};
+use clap::ValueEnum;
 use kenosis_core::calibrate::{InputConfig, Preprocess, Source};
-use kenosis_core::onnx::Model;
 use kenosis_core::validate::{self, Gates, ValidateOptions, Verdict, VALIDATION_SEED};
-use kenosis_core::{Error, Result};
 use std::path::PathBuf;
-
-/// Exit code when a quality gate fails or the verdict is BROKEN.
-pub const EXIT_GATE: u8 = 4;
 
 /// Pixel normalisation of `--images`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,14 +18,15 @@ pub enum PreprocessArg {
     Imagenet,
 }
 
-/// Arguments of `kenosis validate`.
-#[derive(Debug, Args)]
+/// Check an INT8 model against its FP32 original: per-output cosine and top-1 agreement, latency
+/// side by side, size, what ONNX Runtime fused, and a verdict.
+#[derive(Debug, clap::Args)]
 #[command(after_help = "Exit codes: 0 passed, 1 failure, 2 bad input, 3 ONNX Runtime missing, \
 4 verdict BROKEN or a --min-* gate failed.\n\
 Verdict: BROKEN below 0.90 cosine, 80% top-1 or with NaN/inf outputs; POOR below 0.98 cosine, \
 95% top-1 or slower than FP32 (<0.97x); EXCELLENT at >= 0.995 cosine (every sample >= 0.99), \
 >= 99% top-1 and faster than FP32; GOOD otherwise.")]
-pub struct ValidateArgs {
+pub struct Args {
     /// The FP32 model.
     pub fp32: PathBuf,
     /// The INT8 model made from it.
@@ -104,7 +101,7 @@ fn parse_shape(s: &str) -> std::result::Result<(String, Vec<i64>), String> {
     Ok((name.to_string(), dims))
 }
 
-impl ValidateArgs {
+impl Args {
     /// The validation options these arguments ask for.
     pub fn options(&self) -> ValidateOptions {
         let source = if let Some(dir) = &self.images {
@@ -138,41 +135,46 @@ impl ValidateArgs {
     }
 }
 
-/// Runs the command; returns the process exit code (0, or [`EXIT_GATE`]).
-pub fn run(args: &ValidateArgs) -> Result<u8> {
+/// Runs the command. A BROKEN verdict or a failed gate exits 4, after the report is printed.
+pub fn run(global: &Global, args: Args) -> CmdResult {
     for (flag, v) in [("--min-cosine", args.min_cosine), ("--min-speedup", args.min_speedup), ("--min-top1", args.min_top1)] {
         if v.is_some_and(|x| !x.is_finite()) {
-            return Err(Error::Config(format!("{flag} must be a finite number")));
+            return Err(Failure::BadInput(format!("{flag} must be a finite number")));
         }
     }
     if args.min_top1.is_some_and(|x| !(0.0..=1.0).contains(&x)) {
-        return Err(Error::Config("--min-top1 is a fraction in 0..1 (e.g. 0.99 for 99%)".into()));
+        return Err(Failure::BadInput("--min-top1 is a fraction in 0..1 (e.g. 0.99 for 99%)".into()));
     }
-    let fp32 = Model::load(&args.fp32)?;
-    let int8 = Model::load(&args.int8)?;
+    let (fp32, _) = load_model(&args.fp32)?;
+    let (int8, _) = load_model(&args.int8)?;
+    global.runtime()?;
+    let progress = Progress::new(global, "validating", None);
     let report = validate::validate(&fp32, &int8, &args.options())?;
+    progress.finish(&format!("{} on {} samples", report.verdict, report.samples));
     let failures = report.check(&args.gates());
     if args.json {
-        let mut v = serde_json::to_value(&report).map_err(|e| Error::Config(format!("serialising the report: {e}")))?;
+        let mut v = serde_json::to_value(&report).map_err(|e| Failure::Other(format!("can't write JSON: {e}")))?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("fp32_model".into(), args.fp32.display().to_string().into());
             obj.insert("int8_model".into(), args.int8.display().to_string().into());
             obj.insert("gate_failures".into(), failures.clone().into());
             obj.insert("passed".into(), failures.is_empty().into());
         }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(&v)?;
     } else {
-        println!("kenosis validate  FP32 {}  vs  INT8 {}", args.fp32.display(), args.int8.display());
+        println!("  {:<9} FP32 {}", "models", args.fp32.display());
+        println!("  {:<9} INT8 {}", "", args.int8.display());
         print!("{}", report.human());
     }
     if failures.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
-    for f in &failures {
-        eprintln!("quality gate failed: {f}");
-    }
+    let mut msg = failures.join("; ");
     if report.verdict == Verdict::Broken {
-        eprintln!("the INT8 model does not reproduce the FP32 model's outputs; quantize again (per-channel, real calibration images, or exclude the failing layers)");
+        msg.push_str(
+            "\nthe INT8 model does not reproduce the FP32 model's outputs; quantize again (per-channel, real \
+             calibration images, or exclude the failing layers)",
+        );
     }
-    Ok(EXIT_GATE)
+    Err(Failure::Gate(msg))
 }
