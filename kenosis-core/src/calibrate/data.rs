@@ -28,7 +28,10 @@ fn list_samples(dir: &Path) -> Result<BTreeMap<OsString, PathBuf>> {
         }
         let Some(stem) = p.file_stem().map(OsString::from) else { continue };
         if let Some(prev) = out.get(&stem) {
-            return Err(calib_err(&p, format!("two samples share the name `{}` ({}); keep one", stem.to_string_lossy(), prev.display())));
+            return Err(calib_err(
+                &p,
+                format!("two samples share the name `{}` ({}); keep one", stem.to_string_lossy(), prev.display()),
+            ));
         }
         out.insert(stem, p);
     }
@@ -90,22 +93,33 @@ pub(crate) fn read_sample(path: &Path, spec: &InputSpec) -> Result<Feed> {
     let shape_err = |e: ndarray::ShapeError| calib_err(path, e.to_string());
     Ok(match spec.data_type {
         dt::FLOAT => Feed::F32(
-            ArrayD::from_shape_vec(shape, payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-                .map_err(shape_err)?,
+            ArrayD::from_shape_vec(
+                shape,
+                payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            )
+            .map_err(shape_err)?,
         ),
         dt::INT64 => Feed::I64(
             ArrayD::from_shape_vec(
                 shape,
-                payload.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+                payload
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
             )
             .map_err(shape_err)?,
         ),
         dt::INT32 => Feed::I32(
-            ArrayD::from_shape_vec(shape, payload.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-                .map_err(shape_err)?,
+            ArrayD::from_shape_vec(
+                shape,
+                payload.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            )
+            .map_err(shape_err)?,
         ),
         dt::UINT8 => Feed::U8(ArrayD::from_shape_vec(shape, payload.to_vec()).map_err(shape_err)?),
-        dt::BOOL => Feed::Bool(ArrayD::from_shape_vec(shape, payload.iter().map(|&b| b != 0).collect()).map_err(shape_err)?),
+        dt::BOOL => {
+            Feed::Bool(ArrayD::from_shape_vec(shape, payload.iter().map(|&b| b != 0).collect()).map_err(shape_err)?)
+        }
         other => return Err(unsupported_type(&spec.name, other)),
     })
 }
@@ -132,12 +146,19 @@ pub(crate) fn load(resolved: &Resolved, dir: &Path, cap: Option<usize>) -> Resul
         if sources.is_empty() {
             let target = resolved.primary.ok_or_else(|| {
                 let names: Vec<String> = inputs.iter().map(|s| folder_name(&s.name)).collect();
-                calib_err(dir, format!("the model has several inputs; put each one's samples in a sub-folder named after it ({})", names.join(", ")))
+                calib_err(
+                    dir,
+                    format!(
+                        "the model has several inputs; put each one's samples in a sub-folder named after it ({})",
+                        names.join(", ")
+                    ),
+                )
             })?;
             sources.push((target, dir.to_path_buf()));
         }
     }
-    let lists: Vec<BTreeMap<OsString, PathBuf>> = sources.iter().map(|(_, d)| list_samples(d)).collect::<Result<_>>()?;
+    let lists: Vec<BTreeMap<OsString, PathBuf>> =
+        sources.iter().map(|(_, d)| list_samples(d)).collect::<Result<_>>()?;
     // Pair by stem: every folder must hold every stem any folder holds.
     let mut stems: Vec<&OsString> = lists.iter().flat_map(|l| l.keys()).collect();
     stems.sort();
@@ -150,7 +171,12 @@ pub(crate) fn load(resolved: &Resolved, dir: &Path, cap: Option<usize>) -> Resul
         for ((_, d), l) in sources.iter().zip(&lists) {
             if !l.contains_key(*stem) {
                 let s = stem.to_string_lossy();
-                let have = sources.iter().zip(&lists).find_map(|(_, l)| l.get(*stem)).map(|p| p.display().to_string()).unwrap_or_default();
+                let have = sources
+                    .iter()
+                    .zip(&lists)
+                    .find_map(|(_, l)| l.get(*stem))
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
                 return Err(calib_err(
                     &d.join(format!("{s}.bin")),
                     format!("is missing (nor is there {s}.npy); samples pair across inputs by file name and {have} has no partner here"),
@@ -180,7 +206,13 @@ pub(crate) fn load(resolved: &Resolved, dir: &Path, cap: Option<usize>) -> Resul
     }
     let mut notes = Vec::new();
     for (i, d) in &sources {
-        notes.push(format!("input `{}`: {} samples of {} from {}", inputs[*i].name, stems.len(), fmt_dims(&inputs[*i].dims), d.display()));
+        notes.push(format!(
+            "input `{}`: {} samples of {} from {}",
+            inputs[*i].name,
+            stems.len(),
+            fmt_dims(&inputs[*i].dims),
+            d.display()
+        ));
     }
     for (i, s) in inputs.iter().enumerate().filter(|(i, _)| !sources.iter().any(|(k, _)| k == i)) {
         notes.push(format!("input `{}` ({}): no data, fed {}", s.name, fmt_dims(&s.dims), resolved.default_notes[i]));

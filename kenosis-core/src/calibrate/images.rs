@@ -32,7 +32,14 @@ pub(crate) fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// One image as a `[1, C, H, W]`-ordered float buffer (C = 3, or 1 for grayscale models).
-pub(crate) fn image_to_chw(path: &Path, channels: usize, h: usize, w: usize, pre: &Preprocess, bgr: bool) -> Result<Vec<f32>> {
+pub(crate) fn image_to_chw(
+    path: &Path,
+    channels: usize,
+    h: usize,
+    w: usize,
+    pre: &Preprocess,
+    bgr: bool,
+) -> Result<Vec<f32>> {
     let img = image::open(path).map_err(|e| calib_err(path, format!("can't read the image: {e}")))?;
     let (mean, std) = pre.mean_std();
     if std.iter().any(|&s| s == 0.0 || !s.is_finite()) || mean.iter().any(|m| !m.is_finite()) {
@@ -62,9 +69,18 @@ pub(crate) fn image_to_chw(path: &Path, channels: usize, h: usize, w: usize, pre
 }
 
 /// Samples from the images of `dir` for the primary input; other inputs take their defaults.
-pub(crate) fn load(resolved: &Resolved, dir: &Path, pre: &Preprocess, bgr: bool, cap: Option<usize>) -> Result<Samples> {
+pub(crate) fn load(
+    resolved: &Resolved,
+    dir: &Path,
+    pre: &Preprocess,
+    bgr: bool,
+    cap: Option<usize>,
+) -> Result<Samples> {
     let Some(p) = resolved.primary else {
-        return Err(calib_err(dir, "the model has no 4-D float (NCHW) input to feed images to; use --calibration-data"));
+        return Err(calib_err(
+            dir,
+            "the model has no 4-D float (NCHW) input to feed images to; use --calibration-data",
+        ));
     };
     let spec = &resolved.inputs[p];
     let (n, c, h, w) = (spec.dims[0], spec.dims[1], spec.dims[2], spec.dims[3]);

@@ -12,7 +12,9 @@ mod ranges;
 mod shapes;
 mod synthetic;
 
-pub use ranges::{collect_ranges, collect_ranges_opts, collect_ranges_with_progress, CollectOptions, Collected, Ranges};
+pub use ranges::{
+    collect_ranges, collect_ranges_opts, collect_ranges_with_progress, CollectOptions, Collected, Ranges,
+};
 pub use shapes::{input_shapes, InputSpec};
 
 use crate::error::{Error, Result};
@@ -134,7 +136,9 @@ pub fn load_samples(model: &Model, cfg: &InputConfig) -> Result<Samples> {
     }
     let resolved = shapes::resolve(model, cfg)?;
     let mut samples = match &cfg.source {
-        Source::Synthetic { seed } => synthetic::load(&resolved, *seed, cfg.samples.unwrap_or(DEFAULT_SYNTHETIC_SAMPLES))?,
+        Source::Synthetic { seed } => {
+            synthetic::load(&resolved, *seed, cfg.samples.unwrap_or(DEFAULT_SYNTHETIC_SAMPLES))?
+        }
         Source::Images { dir, preprocess, bgr } => images::load(&resolved, dir, preprocess, *bgr, cfg.samples)?,
         Source::Data { dir } => data::load(&resolved, dir, cfg.samples)?,
     };

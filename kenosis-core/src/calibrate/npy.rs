@@ -48,13 +48,17 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad `shape` in the .npy header: {shape_txt}")))
+        .map(|s| {
+            s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad `shape` in the .npy header: {shape_txt}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NpyHeader { descr, fortran_order: fortran, shape, data_offset: end })
 }
 
 fn unquote(s: &str) -> Option<&str> {
-    s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).or_else(|| s.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+    s.strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .or_else(|| s.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
 }
 
 /// The raw text of `key`'s value in the header's Python dict literal.
@@ -123,7 +127,9 @@ mod tests {
     fn bad_headers_say_why() {
         assert!(parse_header(b"PK\x03\x04 not npy").unwrap_err().contains("magic"));
         assert!(parse_header(&npy("{'descr': '<f4', 'shape': (1,), }", 1)).unwrap_err().contains("fortran_order"));
-        assert!(parse_header(&npy("{'descr': '<f4', 'fortran_order': False, 'shape': (a,), }", 1)).unwrap_err().contains("shape"));
+        assert!(parse_header(&npy("{'descr': '<f4', 'fortran_order': False, 'shape': (a,), }", 1))
+            .unwrap_err()
+            .contains("shape"));
         let mut t = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", 1);
         t.truncate(20);
         assert!(parse_header(&t).unwrap_err().contains("truncated"));

@@ -64,7 +64,11 @@ pub fn collect_ranges(model: &Model, samples: &Samples) -> Result<Ranges> {
 }
 
 /// [`collect_ranges`], calling `progress(done, total)` after each sample.
-pub fn collect_ranges_with_progress(model: &Model, samples: &Samples, progress: &mut dyn FnMut(usize, usize)) -> Result<Ranges> {
+pub fn collect_ranges_with_progress(
+    model: &Model,
+    samples: &Samples,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Ranges> {
     Ok(collect_ranges_opts(model, samples, &CollectOptions::default(), progress)?.ranges)
 }
 
@@ -81,7 +85,8 @@ fn float_tensors(model: &Model) -> Result<Vec<String>> {
             }
         }
     }
-    let mut types: Vec<Option<i32>> = names.iter().map(|t| ix.elem_type(g, t).filter(|&t| t != dt::UNDEFINED)).collect();
+    let mut types: Vec<Option<i32>> =
+        names.iter().map(|t| ix.elem_type(g, t).filter(|&t| t != dt::UNDEFINED)).collect();
     let unknown: Vec<usize> = (0..names.len()).filter(|&i| types[i].is_none()).collect();
     if !unknown.is_empty() {
         // Let ONNX Runtime infer the types: list them as untyped outputs of a copy.
@@ -167,7 +172,11 @@ pub fn collect_ranges_opts(
         }
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Calibration { path: None, reason: "a calibration worker panicked".into() })))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Calibration { path: None, reason: "a calibration worker panicked".into() })
+                })
+            })
             .collect()
     });
     let mut acc = Acc::new(tensors.len());
@@ -198,6 +207,26 @@ impl Acc {
         if hi > self.hi[i] {
             self.hi[i] = hi;
         }
+    }
+    /// Adds one sample's values of tensor `i`, finite ones only.
+    fn add_values(&mut self, i: usize, values: impl Iterator<Item = f32>) {
+        let (mut lo, mut hi, mut any, mut bad) = (f32::INFINITY, f32::NEG_INFINITY, false, false);
+        for x in values {
+            any = true;
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            } else {
+                bad = true;
+            }
+        }
+        if !any {
+            self.empty[i] += 1;
+        }
+        if bad {
+            self.nonfinite[i] += 1;
+        }
+        self.add(i, lo, hi);
     }
     fn merge(&mut self, o: &Acc) {
         for i in 0..self.lo.len() {
@@ -230,7 +259,14 @@ impl Acc {
     }
 }
 
-fn run_sample(model: &Model, session: &mut Session, tensors: &[String], feeds: &[(String, Feed)], index: usize, acc: &mut Acc) -> Result<()> {
+fn run_sample(
+    model: &Model,
+    session: &mut Session,
+    tensors: &[String],
+    feeds: &[(String, Feed)],
+    index: usize,
+    acc: &mut Acc,
+) -> Result<()> {
     let out = session.run(feeds).map_err(|e| with_sample(e, index))?;
     if out.len() != tensors.len() * 2 {
         return Err(Error::Calibration {
@@ -253,29 +289,33 @@ fn run_sample(model: &Model, session: &mut Session, tensors: &[String], feeds: &
 }
 
 /// Reads the tensors in `redo` themselves for one sample and records their finite min/max.
-fn exact_ranges(model: &Model, tensors: &[String], redo: &[usize], feeds: &[(String, Feed)], index: usize, acc: &mut Acc) -> Result<()> {
+/// Graph inputs are read from the feeds: listing an input as an output would alias its buffer.
+fn exact_ranges(
+    model: &Model,
+    tensors: &[String],
+    redo: &[usize],
+    feeds: &[(String, Feed)],
+    index: usize,
+    acc: &mut Acc,
+) -> Result<()> {
+    let mut from_ort = Vec::new();
+    for &i in redo {
+        match feeds.iter().find(|(n, _)| *n == tensors[i]) {
+            Some((_, Feed::F32(a))) => acc.add_values(i, a.iter().copied()),
+            Some(_) => {}
+            None => from_ort.push(i),
+        }
+    }
+    if from_ort.is_empty() {
+        return Ok(());
+    }
     let mut m = model.clone();
-    m.graph_mut().output = redo.iter().map(|&i| ValueInfoProto { name: tensors[i].clone(), ..Default::default() }).collect();
+    m.graph_mut().output =
+        from_ort.iter().map(|&i| ValueInfoProto { name: tensors[i].clone(), ..Default::default() }).collect();
     let mut s = Session::from_model(&m, &session_options())?;
     let out = s.run(feeds).map_err(|e| with_sample(e, index))?;
-    for (&i, (_, v)) in redo.iter().zip(&out) {
-        if v.is_empty() {
-            acc.empty[i] += 1;
-            continue;
-        }
-        let (mut lo, mut hi, mut bad) = (f32::INFINITY, f32::NEG_INFINITY, false);
-        for &x in v.iter() {
-            if x.is_finite() {
-                lo = lo.min(x);
-                hi = hi.max(x);
-            } else {
-                bad = true;
-            }
-        }
-        if bad {
-            acc.nonfinite[i] += 1;
-        }
-        acc.add(i, lo, hi);
+    for (&i, (_, v)) in from_ort.iter().zip(&out) {
+        acc.add_values(i, v.iter().copied());
     }
     Ok(())
 }

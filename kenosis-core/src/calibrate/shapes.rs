@@ -8,11 +8,12 @@
 //! 4. On the primary input (the first 4-D float input, NCHW) a dynamic channel dim becomes 3.
 //!    Dynamic height and width come from the model's own metadata when it states them
 //!    (`imgsz`, as Ultralytics exports write it); else, if one of them is fixed, the other takes
-//!    the same value; else Kenosis tries 640×640, 224×224 and 48×320 (H×W) in that order and takes the
-//!    first size the model runs at in ONNX Runtime (detectors usually run at 640, classifiers at
+//!    the same value; else Kenosis tries 640×640, 224×224 and 48×320 (H×W) in that order and takes
+//!    the first size the model runs at in ONNX Runtime, fed default values (detectors usually run at 640, classifiers at
 //!    224, text recognisers need a height near 48). A model that runs at none of them is an error
 //!    that asks for `--input-shape`.
-//! 5. Any other dynamic dim becomes 1.
+//! 5. Any other dynamic dim becomes 1; if the model does not run so, each in turn takes the
+//!    smallest power of two up to 4096 it runs at (an audio model's sample count, say).
 //!
 //! Every guess is written to [`Samples::notes`](super::Samples::notes).
 
@@ -99,6 +100,17 @@ pub(crate) fn fmt_dims(d: &[usize]) -> String {
     d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x")
 }
 
+/// A dim being resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Settled.
+    Fixed(usize),
+    /// The primary input's dynamic height or width.
+    Spatial,
+    /// Any other dynamic dim (not batch, not channels).
+    Other,
+}
+
 /// Resolves shapes and defaults (see the module rules).
 pub(crate) fn resolve(model: &Model, cfg: &InputConfig) -> Result<Resolved> {
     let declared = declared_inputs(model)?;
@@ -113,76 +125,95 @@ pub(crate) fn resolve(model: &Model, cfg: &InputConfig) -> Result<Resolved> {
     }
     let primary = declared.iter().position(|(_, t, d)| *t == dt::FLOAT && d.as_ref().is_some_and(|d| d.len() == 4));
     let mut notes = Vec::new();
-    // Partially resolved: `None` marks the primary's dynamic H/W, settled below.
-    let mut partial: Vec<Vec<Option<usize>>> = Vec::with_capacity(declared.len());
+    let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(declared.len());
     for (i, (name, _, dims)) in declared.iter().enumerate() {
         if let Some(user) = user_shape(cfg, name) {
-            partial.push(check_user_shape(name, user, dims.as_deref())?.into_iter().map(Some).collect());
+            slots.push(check_user_shape(name, user, dims.as_deref())?.into_iter().map(Slot::Fixed).collect());
             continue;
         }
         let Some(dims) = dims else {
             return Err(Error::Input {
                 name: name.clone(),
-                reason: format!("the model declares no shape for it; pass --input-shape {name}=DIMS (e.g. 1x3x224x224)"),
+                reason: format!(
+                    "the model declares no shape for it; pass --input-shape {name}=DIMS (e.g. 1x3x224x224)"
+                ),
             });
         };
         let mut guessed = Vec::new();
         let mut out = Vec::with_capacity(dims.len());
         for (k, d) in dims.iter().enumerate() {
             out.push(match *d {
-                Some(v) => Some(v as usize),
+                Some(v) => Slot::Fixed(v as usize),
                 None if k == 0 => {
-                    guessed.push("batch 1".to_string());
-                    Some(1)
+                    guessed.push("batch 1");
+                    Slot::Fixed(1)
                 }
                 None if Some(i) == primary && k == 1 => {
-                    guessed.push("3 channels".to_string());
-                    Some(3)
+                    guessed.push("3 channels");
+                    Slot::Fixed(3)
                 }
-                None if Some(i) == primary => None,
-                None => {
-                    guessed.push(format!("dim {k} = 1"));
-                    Some(1)
-                }
+                None if Some(i) == primary => Slot::Spatial,
+                None => Slot::Other,
             });
         }
         if !guessed.is_empty() {
             notes.push(format!("input `{name}`: dynamic dims set to {}", guessed.join(", ")));
         }
-        partial.push(out);
+        slots.push(out);
     }
-
-    let types: Vec<i32> = declared.iter().map(|(_, t, _)| *t).collect();
-    let names: Vec<String> = declared.iter().map(|(n, _, _)| n.clone()).collect();
-    let build = |partial: &[Vec<Option<usize>>]| -> Vec<InputSpec> {
-        partial
-            .iter()
-            .zip(&names)
-            .zip(&types)
-            .map(|((d, n), &t)| InputSpec { name: n.clone(), dims: d.iter().map(|x| x.unwrap_or(1)).collect(), data_type: t })
-            .collect()
-    };
 
     if let Some(p) = primary {
-        let (h, w) = (partial[p][2], partial[p][3]);
-        let name = names[p].clone();
+        let fixed = |s: Slot| if let Slot::Fixed(v) = s { Some(v) } else { None };
+        let (h, w) = (fixed(slots[p][2]), fixed(slots[p][3]));
+        let name = &declared[p].0;
         let settled = match (h, w) {
             (Some(_), Some(_)) => None,
-            (Some(h), None) => Some((h, h, "the fixed height".to_string())),
-            (None, Some(w)) => Some((w, w, "the fixed width".to_string())),
-            (None, None) => match metadata_size(model) {
-                Some((h, w)) => Some((h, w, "the model's `imgsz` metadata".to_string())),
-                None => Some(probe_spatial(model, &partial, p, &build)?),
-            },
+            (Some(h), None) => Some((h, h, "the fixed height")),
+            (None, Some(w)) => Some((w, w, "the fixed width")),
+            (None, None) => metadata_size(model).map(|(h, w)| (h, w, "the model's `imgsz` metadata")),
         };
         if let Some((h, w, why)) = settled {
-            partial[p][2] = Some(h);
-            partial[p][3] = Some(w);
-            notes.push(format!("input `{name}`: dynamic height and width set to {h}x{w} from {why}; pass --input-shape {name}=1x3xHxW to choose"));
+            slots[p][2] = Slot::Fixed(h);
+            slots[p][3] = Slot::Fixed(w);
+            notes.push(format!(
+                "input `{name}`: dynamic height and width set to {h}x{w} from {why}; pass --input-shape {name}=1x3xHxW to choose"
+            ));
         }
     }
+    let needs_probe = slots.iter().flatten().any(|s| !matches!(s, Slot::Fixed(_)));
+    let specs = |slots: &[Vec<Slot>], hw: (usize, usize)| -> Vec<InputSpec> {
+        slots
+            .iter()
+            .zip(&declared)
+            .map(|(d, (n, t, _))| InputSpec {
+                name: n.clone(),
+                dims: d
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| match s {
+                        Slot::Fixed(v) => *v,
+                        Slot::Spatial => {
+                            if k == 2 {
+                                hw.0
+                            } else {
+                                hw.1
+                            }
+                        }
+                        Slot::Other => 1,
+                    })
+                    .collect(),
+                data_type: *t,
+            })
+            .collect()
+    };
+    let inputs = if needs_probe {
+        let (inputs, probe_notes) = probe(model, &slots, primary, &specs)?;
+        notes.extend(probe_notes);
+        inputs
+    } else {
+        specs(&slots, (1, 1))
+    };
 
-    let inputs = build(&partial);
     let hw = primary.map(|p| (inputs[p].dims[2], inputs[p].dims[3]));
     let mut defaults = Vec::with_capacity(inputs.len());
     let mut default_notes = Vec::with_capacity(inputs.len());
@@ -194,11 +225,104 @@ pub(crate) fn resolve(model: &Model, cfg: &InputConfig) -> Result<Resolved> {
     Ok(Resolved { inputs, primary, defaults, default_notes, notes })
 }
 
+/// Settles the dims left dynamic by running the model in ORT (1 thread, no graph rewrites) on
+/// default values: the primary's height and width take the first of [`SPATIAL_CANDIDATES`] it runs
+/// at; other dynamic dims are 1, and if the model does not run so, each in turn takes the smallest
+/// power of two up to 4096 that makes it run. Without ONNX Runtime, the first guesses stand unchecked.
+fn probe(
+    model: &Model,
+    slots: &[Vec<Slot>],
+    primary: Option<usize>,
+    specs: &dyn Fn(&[Vec<Slot>], (usize, usize)) -> Vec<InputSpec>,
+) -> Result<(Vec<InputSpec>, Vec<String>)> {
+    let spatial = slots.iter().flatten().any(|s| *s == Slot::Spatial);
+    let others: Vec<(usize, usize)> = slots
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| d.iter().enumerate().filter(|(_, s)| **s == Slot::Other).map(move |(k, _)| (i, k)))
+        .collect();
+    let describe = |inputs: &[InputSpec]| -> Vec<String> {
+        let mut notes = Vec::new();
+        if let (true, Some(p)) = (spatial, primary) {
+            let s = &inputs[p];
+            notes.push(format!(
+                "input `{}`: dynamic height and width set to {}x{}, the first of 640x640, 224x224, 48x320 the model runs at; \
+                 pass --input-shape {}=1x3xHxW to choose",
+                s.name, s.dims[2], s.dims[3], s.name
+            ));
+        }
+        for &(i, k) in &others {
+            let s = &inputs[i];
+            notes.push(format!(
+                "input `{}`: dynamic dim {k} set to {} (the smallest size the model runs at); pass --input-shape {}=DIMS to choose",
+                s.name, s.dims[k], s.name
+            ));
+        }
+        notes
+    };
+    let first_hw = SPATIAL_CANDIDATES[0];
+    if crate::runtime::runtime().is_err() {
+        let inputs = specs(slots, first_hw);
+        let mut notes = describe(&inputs);
+        notes.push("ONNX Runtime was not available to check these sizes".into());
+        return Ok((inputs, notes));
+    }
+    let opts = SessionOptions { threads: 1, optimization: Optimization::Disable, ..Default::default() };
+    let mut session = Session::from_model(model, &opts)?;
+    let mut last_err = String::new();
+    let mut try_run = |inputs: &[InputSpec]| -> Result<bool> {
+        let hw = primary.map(|p| (inputs[p].dims[2], inputs[p].dims[3]));
+        let mut feeds = Vec::with_capacity(inputs.len());
+        for s in inputs {
+            feeds.push((s.name.clone(), default_feed(model, s, hw)?.0));
+        }
+        match session.run(&feeds) {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                last_err = e.to_string();
+                Ok(false)
+            }
+        }
+    };
+    let hws: Vec<(usize, usize)> = if spatial { SPATIAL_CANDIDATES.to_vec() } else { vec![first_hw] };
+    for &hw in &hws {
+        let mut inputs = specs(slots, hw);
+        if try_run(&inputs)? {
+            let notes = describe(&inputs);
+            return Ok((inputs, notes));
+        }
+        for &(i, k) in &others {
+            for v in (1..=12).map(|e| 1usize << e) {
+                inputs[i].dims[k] = v;
+                if try_run(&inputs)? {
+                    let notes = describe(&inputs);
+                    return Ok((inputs, notes));
+                }
+            }
+            inputs[i].dims[k] = 1;
+        }
+    }
+    let inputs = specs(slots, first_hw);
+    let which: Vec<String> = inputs.iter().map(|s| format!("{}={}", s.name, fmt_dims(&s.dims))).collect();
+    Err(Error::Input {
+        name: inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        reason: format!(
+            "the model has dynamic dims and runs at none of the sizes Kenosis tried (e.g. {}; last error: {last_err}); \
+             pass --input-shape NAME=DIMS for each input with the sizes it was trained at",
+            which.join(" ")
+        ),
+    })
+}
+
 fn check_user_shape(name: &str, user: &[i64], declared: Option<&[Option<i64>]>) -> Result<Vec<usize>> {
     let bad = |reason: String| Error::Input { name: name.to_string(), reason };
     if let Some(d) = declared {
         if d.len() != user.len() {
-            return Err(bad(format!("--input-shape gives {} dims but the model declares {} for it", user.len(), d.len())));
+            return Err(bad(format!(
+                "--input-shape gives {} dims but the model declares {} for it",
+                user.len(),
+                d.len()
+            )));
         }
     }
     let mut out = Vec::with_capacity(user.len());
@@ -229,45 +353,6 @@ fn metadata_size(model: &Model) -> Option<(usize, usize)> {
         [h, w] if *h > 0 && *w > 0 => Some((*h, *w)),
         _ => None,
     }
-}
-
-/// Tries the candidate spatial sizes in ORT (1 thread, no graph rewrites) and returns the first
-/// the model runs at. Without ONNX Runtime, the first candidate is taken unchecked.
-fn probe_spatial(
-    model: &Model,
-    partial: &[Vec<Option<usize>>],
-    p: usize,
-    build: &dyn Fn(&[Vec<Option<usize>>]) -> Vec<InputSpec>,
-) -> Result<(usize, usize, String)> {
-    let (h0, w0) = SPATIAL_CANDIDATES[0];
-    if crate::runtime::runtime().is_err() {
-        return Ok((h0, w0, "Kenosis's default (ONNX Runtime was not available to check it)".into()));
-    }
-    let opts = SessionOptions { threads: 1, optimization: Optimization::Disable, ..Default::default() };
-    let mut session = Session::from_model(model, &opts)?;
-    let mut last_err = String::new();
-    for (h, w) in SPATIAL_CANDIDATES {
-        let mut trial = partial.to_vec();
-        trial[p][2] = Some(h);
-        trial[p][3] = Some(w);
-        let specs = build(&trial);
-        let mut feeds = Vec::with_capacity(specs.len());
-        for s in &specs {
-            feeds.push((s.name.clone(), default_feed(model, s, Some((h, w)))?.0));
-        }
-        match session.run(&feeds) {
-            Ok(_) => return Ok((h, w, "the first of 640x640, 224x224, 48x320 the model runs at".into())),
-            Err(e) => last_err = e.to_string(),
-        }
-    }
-    let name = build(partial).get(p).map(|s| s.name.clone()).unwrap_or_default();
-    Err(Error::Input {
-        name: name.clone(),
-        reason: format!(
-            "its height and width are dynamic and the model runs at none of 640x640, 224x224, 48x320 \
-             (last error: {last_err}); pass --input-shape {name}=1x3xHxW with the size it was trained at"
-        ),
-    })
 }
 
 /// The value an input takes when no data is given for it, and a note saying what it is.
@@ -304,10 +389,18 @@ pub(crate) fn default_feed(model: &Model, spec: &InputSpec, hw: Option<(usize, u
     let shape = spec.dims.clone();
     let bad_shape = |e: ndarray::ShapeError| Error::Input { name: spec.name.clone(), reason: e.to_string() };
     let feed = match spec.data_type {
-        dt::FLOAT => Feed::F32(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as f32).collect()).map_err(bad_shape)?),
-        dt::INT64 => Feed::I64(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as i64).collect()).map_err(bad_shape)?),
-        dt::INT32 => Feed::I32(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as i32).collect()).map_err(bad_shape)?),
-        dt::UINT8 => Feed::U8(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as u8).collect()).map_err(bad_shape)?),
+        dt::FLOAT => {
+            Feed::F32(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as f32).collect()).map_err(bad_shape)?)
+        }
+        dt::INT64 => {
+            Feed::I64(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as i64).collect()).map_err(bad_shape)?)
+        }
+        dt::INT32 => {
+            Feed::I32(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as i32).collect()).map_err(bad_shape)?)
+        }
+        dt::UINT8 => {
+            Feed::U8(ArrayD::from_shape_vec(shape, values.iter().map(|&v| v as u8).collect()).map_err(bad_shape)?)
+        }
         dt::BOOL => Feed::Bool(ArrayD::from_shape_vec(shape, vec![false; n]).map_err(bad_shape)?),
         other => return Err(unsupported_type(&spec.name, other)),
     };
@@ -334,7 +427,8 @@ fn compared_constant(model: &Model, input: &str) -> Option<i64> {
         };
         let t: Option<&TensorProto> = ix.initializer(g, other).or_else(|| {
             let p = &g.node[ix.producer_of(other)?];
-            (p.op_type == "Constant").then(|| p.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()))?
+            (p.op_type == "Constant")
+                .then(|| p.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()))?
         });
         if let Some(v) = t.and_then(|t| crate::onnx::tensor::to_i64(t).ok()).filter(|v| v.len() == 1) {
             return Some(v[0]);
@@ -373,7 +467,9 @@ mod tests {
             .input("mask", dt::FLOAT, &[D::N(4)])
             .input("sr", dt::INT64, &[])
             .build();
-        m.proto.metadata_props.push(crate::onnx::proto::StringStringEntryProto { key: "imgsz".into(), value: "[320, 256]".into() });
+        m.proto
+            .metadata_props
+            .push(crate::onnx::proto::StringStringEntryProto { key: "imgsz".into(), value: "[320, 256]".into() });
         let r = resolve(&m, &InputConfig::default()).unwrap();
         assert_eq!(r.inputs[0].dims, vec![1, 3, 320, 256]);
         let Feed::F32(im) = &r.defaults[1] else { panic!("im_shape is float") };

@@ -25,7 +25,10 @@ pub(crate) fn load(resolved: &Resolved, seed: u64, count: usize) -> Result<Sampl
             let feed = if Some(i) == target {
                 let n = spec.dims.iter().product();
                 let v = rng.vec(n, SYNTHETIC_RANGE.0, SYNTHETIC_RANGE.1);
-                Feed::F32(ArrayD::from_shape_vec(spec.dims.clone(), v).map_err(|e| Error::Input { name: spec.name.clone(), reason: e.to_string() })?)
+                Feed::F32(
+                    ArrayD::from_shape_vec(spec.dims.clone(), v)
+                        .map_err(|e| Error::Input { name: spec.name.clone(), reason: e.to_string() })?,
+                )
             } else {
                 resolved.defaults[i].clone()
             };

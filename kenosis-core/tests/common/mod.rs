@@ -3,15 +3,11 @@
 
 use std::path::PathBuf;
 
-/// `shared/<sub>` beside the checkout (`../shared`), or one level further up for a git worktree
-/// kept in a folder of worktrees (`../../shared`), when present.
-fn shared(sub: &str) -> Option<PathBuf> {
+/// `shared/<what>` in the nearest folder above the checkout that has one (`../shared` beside
+/// the checkout, or further up for worktrees kept in a sub-folder).
+fn shared(what: &str) -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    ["../../shared", "../../../shared"]
-        .iter()
-        .map(|up| root.join(up).join(sub))
-        .find(|p| p.is_dir())
-        .and_then(|p| p.canonicalize().ok())
+    root.ancestors().skip(2).map(|a| a.join("shared").join(what)).find(|p| p.is_dir()).and_then(|p| p.canonicalize().ok())
 }
 
 /// `../shared/models` beside the checkout, when present (a fresh clone passes without it).
