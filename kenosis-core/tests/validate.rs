@@ -231,7 +231,8 @@ fn conv_without_q_after_stays_float() {
     assert_eq!(f.qlinear_conv, 0, "{f:?}");
     assert_eq!(f.fp32_conv, 1);
     assert_eq!(f.float_conv_fed_by_dq, 1, "{f:?}");
-    assert_eq!(f.float_conv_fed_by_dq_nodes.len(), 1);
+    assert_eq!(f.float_conv_fed_by_dq_nodes, vec!["conv".to_string()]);
+    assert_eq!(f.float_ops_fed_by_dq.get("Conv"), Some(&1), "{f:?}");
 }
 
 #[test]
@@ -241,6 +242,7 @@ fn qdq_model_against_its_float_original() {
     assert_eq!(r.fusion.fp32_conv, 1);
     assert_eq!(r.fusion.float_conv_fed_by_dq, 0);
     assert_eq!(r.fusion.dequantize_linear, 1);
+    assert!(r.fusion.float_ops_fed_by_dq.is_empty(), "{:?}", r.fusion);
     assert_eq!(r.top1_agreement, None, "a [1,8,8,8] map is no classifier");
     assert!(r.cosine_mean > 0.99 && r.cosine_mean < 1.0, "{}", r.human());
     assert!(r.int8_bytes < r.fp32_bytes);

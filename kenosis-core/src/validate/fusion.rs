@@ -11,7 +11,7 @@ use crate::onnx::graph::for_each_graph;
 use crate::onnx::Model;
 use crate::runtime::{Optimization, Session, SessionOptions};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 /// Float ops that do the heavy lifting and should have become an integer kernel.
@@ -78,6 +78,9 @@ pub struct Fusion {
     pub float_conv_fed_by_dq: u64,
     /// The names of those nodes (sorted), so a user can find them.
     pub float_conv_fed_by_dq_nodes: Vec<String>,
+    /// Op type → count of float nodes (anything but Q/DQ) reading a DequantizeLinear output:
+    /// where the graph leaves INT8 for a float island (HardSwish, Resize, the detection head...).
+    pub float_ops_fed_by_dq: BTreeMap<String, u64>,
 }
 
 impl Fusion {
@@ -91,15 +94,20 @@ impl Fusion {
             .map(|(_, c)| c)
             .sum();
         let mut fed = Vec::new();
+        let mut islands = BTreeMap::new();
         for_each_graph(optimized_int8.graph(), &mut |g| {
-            let dq_outputs: HashMap<&str, ()> = g
+            let dq_outputs: HashSet<&str> = g
                 .node
                 .iter()
                 .filter(|n| n.op_type == "DequantizeLinear")
-                .flat_map(|n| n.output.iter().map(|o| (o.as_str(), ())))
+                .flat_map(|n| n.output.iter().map(String::as_str))
                 .collect();
-            for n in g.node.iter().filter(|n| FLOAT_COMPUTE.contains(&n.op_type.as_str())) {
-                if n.input.iter().any(|i| dq_outputs.contains_key(i.as_str())) {
+            for n in g.node.iter().filter(|n| !matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear")) {
+                if !n.input.iter().any(|i| dq_outputs.contains(i.as_str())) {
+                    continue;
+                }
+                *islands.entry(n.op_type.clone()).or_insert(0) += 1;
+                if FLOAT_COMPUTE.contains(&n.op_type.as_str()) {
                     let name = if n.name.is_empty() { format!("{} -> {}", n.op_type, n.output.join(",")) } else { n.name.clone() };
                     fed.push(name);
                 }
@@ -114,6 +122,7 @@ impl Fusion {
             dequantize_linear: get("DequantizeLinear"),
             float_conv_fed_by_dq: fed.len() as u64,
             float_conv_fed_by_dq_nodes: fed,
+            float_ops_fed_by_dq: islands,
         }
     }
 }

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Cosine (worst output's mean) below this, or a top-1 agreement below [`BROKEN_TOP1`]: BROKEN.
+/// Cosine (the worst output's mean) below this: BROKEN.
 pub const BROKEN_COSINE: f64 = 0.90;
-/// Top-1 agreement below this: BROKEN.
-pub const BROKEN_TOP1: f64 = 0.80;
+/// Top-1 agreement below this: BROKEN. Lower than the cosine bars suggest, because a few
+/// samples near a decision boundary (a 2-class model on off-domain images) move it in big steps.
+pub const BROKEN_TOP1: f64 = 0.70;
 /// Cosine below this: POOR.
 pub const POOR_COSINE: f64 = 0.98;
 /// Top-1 agreement below this: POOR.
@@ -29,7 +30,7 @@ pub const EXCELLENT_SPEEDUP: f64 = 1.0;
 ///
 /// Decided from the worst output's mean cosine, the worst sample's cosine, top-1 agreement
 /// (when an output is classifier-shaped) and the speedup, first rule that matches:
-/// - `BROKEN`: any INT8 output value is NaN/inf where FP32 is finite, cosine < 0.90, or top-1 < 80%.
+/// - `BROKEN`: any INT8 output value is NaN/inf where FP32 is finite, cosine < 0.90, or top-1 < 70%.
 /// - `POOR`: cosine < 0.98, top-1 < 95%, or speedup < 0.97 (slower than FP32 beyond timing noise).
 /// - `EXCELLENT`: cosine >= 0.995, every sample's cosine >= 0.99, top-1 >= 99% and speedup > 1.0.
 /// - `GOOD`: everything else (accurate and not slower, but short of one EXCELLENT bar).
@@ -330,10 +331,17 @@ impl Report {
             "QLinearConv {} of {} Conv   other integer ops {}   DequantizeLinear left {}   float Conv/MatMul fed by DQ {}",
             f.qlinear_conv, f.fp32_conv, f.qlinear_other, f.dequantize_linear, f.float_conv_fed_by_dq
         );
+        if !f.float_ops_fed_by_dq.is_empty() {
+            let mut ops: Vec<(&String, &u64)> = f.float_ops_fed_by_dq.iter().collect();
+            ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let shown: Vec<String> = ops.iter().take(6).map(|(op, n)| format!("{op} {n}")).collect();
+            let more = if ops.len() > 6 { format!(" and {} more op types", ops.len() - 6) } else { String::new() };
+            let _ = writeln!(s, "{:12}float ops behind a DQ: {}{more}", "", shown.join(", "));
+        }
         if !f.float_conv_fed_by_dq_nodes.is_empty() {
             let shown: Vec<&str> = f.float_conv_fed_by_dq_nodes.iter().take(5).map(String::as_str).collect();
             let more = f.float_conv_fed_by_dq_nodes.len().saturating_sub(shown.len());
-            let _ = write!(s, "{:12}float: {}", "", shown.join(", "));
+            let _ = write!(s, "{:12}unfused: {}", "", shown.join(", "));
             if more > 0 {
                 let _ = write!(s, " and {more} more");
             }
