@@ -72,9 +72,13 @@ fn classifier_shapes() {
 
 /// x[1,3,8,8] -> Conv(4) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(10) -> logits[1,10].
 fn classifier(seed: u64) -> Model {
+    classifier_with_input(seed, &[D::N(1), D::N(3), D::N(8), D::N(8)])
+}
+
+fn classifier_with_input(seed: u64, input: &[D]) -> Model {
     let mut rng = Rng::new(seed);
     ModelBuilder::new(13)
-        .input("x", dt::FLOAT, &[D::N(1), D::N(3), D::N(8), D::N(8)])
+        .input("x", dt::FLOAT, input)
         .output("logits", dt::FLOAT, &[D::N(1), D::N(10)])
         .initializer(tensor::from_f32("w", &[4, 3, 3, 3], &rng.vec(108, -1.0, 1.0)))
         .initializer(tensor::from_f32("b", &[4], &rng.vec(4, -0.1, 0.1)))
@@ -198,6 +202,19 @@ fn a_broken_copy_is_broken() {
     assert_eq!(r.top1_agreement.map(|t| t < 0.5), Some(true), "negation moves the arg-max");
     let fails = r.check(&Gates::default());
     assert!(!fails.is_empty() && fails[0].contains("BROKEN"), "{fails:?}");
+}
+
+#[test]
+fn a_fixed_int8_input_shape_is_used_for_both() {
+    let dynamic = classifier_with_input(1, &[D::S("N"), D::N(3), D::S("H"), D::S("W")]);
+    let fixed = classifier(1);
+    let r = validate::validate(&dynamic, &fixed, &quick()).unwrap();
+    assert!((r.cosine_mean - 1.0).abs() < 1e-9);
+    assert!(r.sample_notes.iter().any(|n| n.contains("1x3x8x8 taken from the INT8 model")), "{:?}", r.sample_notes);
+    // A shape the user chose wins (and here the INT8 model refuses it).
+    let mut opts = quick();
+    opts.inputs.shapes = vec![("x".into(), vec![1, 3, 16, 16])];
+    assert!(validate::validate(&dynamic, &fixed, &opts).is_err());
 }
 
 #[test]

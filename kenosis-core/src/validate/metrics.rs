@@ -142,8 +142,9 @@ impl OutputStats {
         }
     }
 
-    /// Adds one sample's pair of outputs (same length, checked by the caller).
-    pub fn add(&mut self, fp32: &[f32], int8: &[f32]) {
+    /// Adds one sample's pair of outputs (same length, checked by the caller). `same_shape`:
+    /// the output has the shape it had on the first sample, so its class axis is still known.
+    pub fn add(&mut self, fp32: &[f32], int8: &[f32], same_shape: bool) {
         self.cosines.push(cosine(fp32, int8));
         self.max_abs_error = self.max_abs_error.max(max_abs_error(fp32, int8));
         for (x, y) in fp32.iter().zip(int8) {
@@ -153,7 +154,7 @@ impl OutputStats {
                 self.int8_nonfinite += 1;
             }
         }
-        if let Some(c) = self.classes {
+        if let Some(c) = self.classes.filter(|_| same_shape) {
             let (a, n) = top1_matches(fp32, int8, c);
             self.top1.0 += a;
             self.top1.1 += n;

@@ -61,10 +61,13 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
     if opts.threads == 0 {
         return Err(Error::Config("validation needs at least 1 thread".into()));
     }
-    let samples = load_samples(fp32, &opts.inputs)?;
+    let (inputs, shape_notes) = shapes_from_int8(fp32, int8, &opts.inputs);
+    let mut samples = load_samples(fp32, &inputs)?;
+    samples.notes.splice(0..0, shape_notes);
     if samples.feeds.is_empty() {
         return Err(Error::Calibration { path: None, reason: "no validation samples were found; add samples or use synthetic inputs".into() });
     }
+    let ort_version = crate::runtime::runtime()?.version.clone();
     let session_opts =
         SessionOptions { threads: opts.threads, optimization: Optimization::All, optimized_model_path: None, spinning: false };
     let mut s_fp32 = Session::from_model(fp32, &session_opts)?;
@@ -116,11 +119,12 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
             if stats.len() <= i {
                 stats.push(OutputStats::new(name, a.shape(), producers.get(name).map(String::as_str)));
             }
+            let shape_now_matches = a.shape() == stats[i].shape.as_slice();
             let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
             let (Some(a), Some(b)) = (a.as_slice(), b.as_slice()) else {
                 return Err(Error::tensor(name, "output is not contiguous"));
             };
-            stats[i].add(a, b);
+            stats[i].add(a, b, shape_now_matches);
         }
     }
 
@@ -190,6 +194,7 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
         samples: samples.feeds.len(),
         sample_notes: samples.notes,
         notes,
+        ort_version,
     };
     report.judge();
     Ok(report)
@@ -207,6 +212,36 @@ fn serialized_len(model: &Model) -> u64 {
 
 fn model_name(m: &Model) -> String {
     m.path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+}
+
+/// Declared dims of a graph input: `Some(v)` for a fixed size, `None` for a dynamic one.
+fn declared_dims(model: &Model, name: &str) -> Option<Vec<Option<i64>>> {
+    use crate::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+    let vi = model.graph().input.iter().find(|v| v.name == name)?;
+    let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref()?.value.as_ref() else { return None };
+    let dims = &t.shape.as_ref()?.dim;
+    Some(dims.iter().map(|d| if let Some(Value::DimValue(v)) = d.value { (v > 0).then_some(v) } else { None }).collect())
+}
+
+/// An INT8 model often has its input shape fixed where the FP32 one is dynamic (quantizers fix
+/// it for calibration). Unless the user chose a shape, feed both models the INT8 model's.
+fn shapes_from_int8(fp32: &Model, int8: &Model, cfg: &InputConfig) -> (InputConfig, Vec<String>) {
+    let mut cfg = cfg.clone();
+    let mut notes = Vec::new();
+    for name in GraphIndex::new(fp32.graph()).inputs {
+        if cfg.shapes.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let (Some(f), Some(q)) = (declared_dims(fp32, &name), declared_dims(int8, &name)) else { continue };
+        let Some(fixed): Option<Vec<i64>> = q.iter().copied().collect() else { continue };
+        let compatible = f.len() == fixed.len() && f.iter().zip(&fixed).all(|(a, b)| a.is_none_or(|a| a == *b));
+        if compatible && f.iter().any(Option::is_none) {
+            let dims = fixed.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+            notes.push(format!("input `{name}`: shape {dims} taken from the INT8 model, where it is fixed"));
+            cfg.shapes.push((name, fixed));
+        }
+    }
+    (cfg, notes)
 }
 
 /// Graph output → op type of the node that computes it, looking through ops that only reshape.

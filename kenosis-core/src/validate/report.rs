@@ -128,6 +128,8 @@ pub struct Report {
     pub sample_notes: Vec<String>,
     /// Anything else a reader should know.
     pub notes: Vec<String>,
+    /// The ONNX Runtime version that ran both models.
+    pub ort_version: String,
 }
 
 /// Quality gates a caller can demand on top of the verdict.
@@ -307,22 +309,23 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:12}median of {} runs after {} warm-up, {} thread{}, interleaved",
+            "{:12}median of {} runs after {} warm-up, {} thread{}, interleaved, ONNX Runtime {}",
             "",
             self.runs,
             self.warmup,
             self.threads,
-            if self.threads == 1 { "" } else { "s" }
+            if self.threads == 1 { "" } else { "s" },
+            self.ort_version
         );
 
         label(&mut s, "size");
         let ratio = if self.int8_bytes > 0 { self.fp32_bytes as f64 / self.int8_bytes as f64 } else { 0.0 };
-        let _ = writeln!(
-            s,
-            "FP32 {:>9}      INT8 {:>9}      {ratio:.2}x smaller",
-            bytes(self.fp32_bytes),
-            bytes(self.int8_bytes)
-        );
+        let change = if ratio >= 1.0 || ratio == 0.0 {
+            format!("{ratio:.2}x smaller")
+        } else {
+            format!("{:.2}x larger", 1.0 / ratio)
+        };
+        let _ = writeln!(s, "FP32 {:>9}      INT8 {:>9}      {change}", bytes(self.fp32_bytes), bytes(self.int8_bytes));
 
         let f = &self.fusion;
         label(&mut s, "fusion");
