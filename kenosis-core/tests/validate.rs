@@ -327,3 +327,97 @@ fn real_classifier_against_itself() {
     assert_eq!(r.outputs[0].kind, OutputKind::Classifier);
     assert_ne!(r.verdict, Verdict::Broken);
 }
+
+// ---------- verdict rules ----------
+
+fn figures(cos: f64, cos_min: f64, top1: Option<f64>, speedup: f64) -> validate::Report {
+    let mut r = validate::Report {
+        verdict: Verdict::Broken,
+        verdict_reason: String::new(),
+        outputs: vec![validate::OutputReport {
+            name: "y".into(),
+            shape: vec![1, 10],
+            kind: if top1.is_some() { OutputKind::Classifier } else { OutputKind::Tensor },
+            cosine_mean: cos,
+            cosine_min: cos_min,
+            max_abs_error: 0.1,
+            top1_agreement: top1,
+            int8_nonfinite: 0,
+            fp32_nonfinite: 0,
+        }],
+        cosine_mean: cos,
+        cosine_min: cos_min,
+        worst_output: "y".into(),
+        top1_agreement: top1,
+        max_abs_error: 0.1,
+        fp32_ms: 10.0 * speedup,
+        int8_ms: 10.0,
+        speedup,
+        threads: 1,
+        runs: 20,
+        warmup: 3,
+        fp32_bytes: 4000,
+        int8_bytes: 1000,
+        fused: Default::default(),
+        fusion: Default::default(),
+        samples: 8,
+        sample_notes: vec![],
+        notes: vec![],
+        ort_version: "1.31.1".into(),
+    };
+    r.judge();
+    r
+}
+
+#[test]
+fn verdict_rules() {
+    let v = |cos, min, top1, sp| figures(cos, min, top1, sp).verdict;
+    assert_eq!(v(0.999, 0.995, Some(1.0), 1.10), Verdict::Excellent);
+    assert_eq!(v(0.999, 0.995, None, 1.10), Verdict::Excellent, "no classifier: cosine and speed decide");
+    assert_eq!(v(0.999, 0.995, Some(1.0), 1.00), Verdict::Good, "not faster");
+    assert_eq!(v(0.999, 0.98, Some(1.0), 1.10), Verdict::Good, "one bad sample");
+    assert_eq!(v(0.990, 0.985, Some(1.0), 1.10), Verdict::Good);
+    assert_eq!(v(0.999, 0.995, Some(0.97), 1.10), Verdict::Good);
+    assert_eq!(v(0.999, 0.995, Some(1.0), 0.90), Verdict::Poor, "slower than FP32");
+    assert_eq!(v(0.970, 0.95, Some(1.0), 1.10), Verdict::Poor);
+    assert_eq!(v(0.999, 0.995, Some(0.90), 1.10), Verdict::Poor);
+    assert_eq!(v(0.850, 0.60, None, 1.10), Verdict::Broken);
+    assert_eq!(v(0.999, 0.995, Some(0.60), 1.10), Verdict::Broken);
+    let r = figures(0.970, 0.95, Some(1.0), 0.5);
+    assert!(r.verdict_reason.contains("0.9700") && r.verdict_reason.contains("slower"), "{}", r.verdict_reason);
+    let r = figures(0.999, 0.995, Some(1.0), 1.0);
+    assert!(r.verdict_reason.contains("not faster"), "{}", r.verdict_reason);
+}
+
+#[test]
+fn gates() {
+    let r = figures(0.990, 0.985, None, 1.10);
+    assert!(r.check(&Gates::default()).is_empty());
+    assert!(r.check(&Gates { min_cosine: Some(0.99), min_speedup: Some(1.1), ..Gates::default() }).is_empty());
+    assert_eq!(r.check(&Gates { min_cosine: Some(0.995), ..Gates::default() }).len(), 1);
+    let fails = r.check(&Gates { min_top1_agreement: Some(0.9), ..Gates::default() });
+    assert!(fails.len() == 1 && fails[0].contains("classifier-shaped"), "{fails:?}");
+    let all = r.check(&Gates { min_cosine: Some(0.999), min_top1_agreement: Some(0.9), min_speedup: Some(2.0) });
+    assert_eq!(all.len(), 3, "{all:?}");
+    let broken = figures(0.5, 0.1, None, 1.0);
+    assert_eq!(broken.check(&Gates::default()).len(), 1);
+}
+
+#[test]
+fn nan_outputs_are_broken() {
+    let m = classifier(1);
+    let mut nan = m.clone();
+    for t in &mut nan.graph_mut().initializer {
+        if t.name == "fc_b" {
+            let mut v = tensor::to_f32(t).unwrap();
+            v[3] = f32::NAN;
+            *t = tensor::from_f32("fc_b", &[10], &v);
+        }
+    }
+    let r = validate::validate(&m, &nan, &quick()).unwrap();
+    assert_eq!(r.outputs[0].int8_nonfinite, r.samples as u64, "one NaN logit per sample");
+    assert_eq!(r.verdict, Verdict::Broken, "{}", r.human());
+    assert!(r.verdict_reason.contains("NaN"), "{}", r.verdict_reason);
+    assert!(r.cosine_mean.is_finite() && r.cosine_mean > 0.9, "the finite values still agree");
+    serde_json::to_string(&r).unwrap();
+}
