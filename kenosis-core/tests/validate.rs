@@ -1,9 +1,9 @@
 mod common;
 
+use kenosis_core::calibrate::{Preprocess, Source};
 use kenosis_core::onnx::builder::{attr_i, attr_ints, node, ModelBuilder, Rng, D};
 use kenosis_core::onnx::proto::data_type as dt;
 use kenosis_core::onnx::tensor;
-use kenosis_core::calibrate::{Preprocess, Source};
 use kenosis_core::onnx::Model;
 use kenosis_core::validate::metrics::{argmax, cosine, max_abs_error, output_kind, top1_matches};
 use kenosis_core::validate::{self, fusion_counts, Gates, OutputKind, ValidateOptions, Verdict};
@@ -184,7 +184,12 @@ fn a_model_against_itself_is_exact() {
     assert!(r.fp32_ms > 0.0 && r.int8_ms > 0.0 && r.speedup > 0.0);
     assert_eq!(r.fp32_bytes, r.int8_bytes);
     assert!(r.samples > 0);
-    assert_eq!(r.fused.get("Conv").copied().unwrap_or(0) + r.fused.get("FusedConv").copied().unwrap_or(0), 1, "{:?}", r.fused);
+    assert_eq!(
+        r.fused.get("Conv").copied().unwrap_or(0) + r.fused.get("FusedConv").copied().unwrap_or(0),
+        1,
+        "{:?}",
+        r.fused
+    );
     assert!(r.check(&Gates { min_cosine: Some(0.999), min_top1_agreement: Some(1.0), min_speedup: None }).is_empty());
     let fails = r.check(&Gates { min_speedup: Some(1000.0), ..Gates::default() });
     assert_eq!(fails.len(), 1, "{fails:?}");
@@ -272,8 +277,21 @@ fn json_has_the_documented_fields() {
     let r = validate::validate(&m, &m, &quick()).unwrap();
     let v = serde_json::to_value(&r).unwrap();
     for k in [
-        "outputs", "cosine_mean", "cosine_min", "top1_agreement", "fp32_ms", "int8_ms", "speedup", "fp32_bytes",
-        "int8_bytes", "fused", "verdict", "verdict_reason", "threads", "samples", "sample_notes",
+        "outputs",
+        "cosine_mean",
+        "cosine_min",
+        "top1_agreement",
+        "fp32_ms",
+        "int8_ms",
+        "speedup",
+        "fp32_bytes",
+        "int8_bytes",
+        "fused",
+        "verdict",
+        "verdict_reason",
+        "threads",
+        "samples",
+        "sample_notes",
     ] {
         assert!(v.get(k).is_some(), "missing `{k}` in {v}");
     }

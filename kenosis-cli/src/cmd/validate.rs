@@ -81,7 +81,9 @@ pub struct Args {
 fn parse_triple(s: &str) -> std::result::Result<[f32; 3], String> {
     let v: Vec<f32> = s
         .split(',')
-        .map(|p| p.trim().parse::<f32>().map_err(|_| format!("`{p}` is not a number; write three numbers like 0.5,0.5,0.5")))
+        .map(|p| {
+            p.trim().parse::<f32>().map_err(|_| format!("`{p}` is not a number; write three numbers like 0.5,0.5,0.5"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     <[f32; 3]>::try_from(v).map_err(|v| format!("expected three comma-separated numbers, got {}", v.len()))
 }
@@ -118,11 +120,7 @@ impl Args {
             Source::Synthetic { seed: VALIDATION_SEED }
         };
         ValidateOptions {
-            inputs: InputConfig {
-                source,
-                samples: self.samples.map(|n| n as usize),
-                shapes: self.input_shape.clone(),
-            },
+            inputs: InputConfig { source, samples: self.samples.map(|n| n as usize), shapes: self.input_shape.clone() },
             runs: self.runs as usize,
             warmup: self.warmup as usize,
             threads: self.threads as usize,
@@ -137,7 +135,9 @@ impl Args {
 
 /// Runs the command. A BROKEN verdict or a failed gate exits 4, after the report is printed.
 pub fn run(global: &Global, args: Args) -> CmdResult {
-    for (flag, v) in [("--min-cosine", args.min_cosine), ("--min-speedup", args.min_speedup), ("--min-top1", args.min_top1)] {
+    for (flag, v) in
+        [("--min-cosine", args.min_cosine), ("--min-speedup", args.min_speedup), ("--min-top1", args.min_top1)]
+    {
         if v.is_some_and(|x| !x.is_finite()) {
             return Err(Failure::BadInput(format!("{flag} must be a finite number")));
         }

@@ -90,7 +90,9 @@ impl Fusion {
         let get = |op: &str| counts.get(op).copied().unwrap_or(0);
         let qlinear_other = counts
             .iter()
-            .filter(|(op, _)| (op.starts_with("QLinear") && *op != "QLinearConv") || OTHER_INTEGER.contains(&op.as_str()))
+            .filter(|(op, _)| {
+                (op.starts_with("QLinear") && *op != "QLinearConv") || OTHER_INTEGER.contains(&op.as_str())
+            })
             .map(|(_, c)| c)
             .sum();
         let mut fed = Vec::new();
@@ -108,7 +110,11 @@ impl Fusion {
                 }
                 *islands.entry(n.op_type.clone()).or_insert(0) += 1;
                 if FLOAT_COMPUTE.contains(&n.op_type.as_str()) {
-                    let name = if n.name.is_empty() { format!("{} -> {}", n.op_type, n.output.join(",")) } else { n.name.clone() };
+                    let name = if n.name.is_empty() {
+                        format!("{} -> {}", n.op_type, n.output.join(","))
+                    } else {
+                        n.name.clone()
+                    };
                     fed.push(name);
                 }
             }
@@ -140,14 +146,21 @@ impl TempDir {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let dir = base.join(format!("kenosis-validate-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+            let dir = base.join(format!(
+                "kenosis-validate-{}-{}-{nanos}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
             match std::fs::create_dir(&dir) {
                 Ok(()) => return Ok(TempDir(dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(&dir, e)),
             }
         }
-        Err(Error::io(&base, std::io::Error::other("could not create a unique temp folder; set TMPDIR to a writable folder")))
+        Err(Error::io(
+            &base,
+            std::io::Error::other("could not create a unique temp folder; set TMPDIR to a writable folder"),
+        ))
     }
 }
 

@@ -45,7 +45,10 @@ impl Default for ValidateOptions {
     fn default() -> Self {
         ValidateOptions {
             inputs: InputConfig { source: Source::Synthetic { seed: VALIDATION_SEED }, ..InputConfig::default() },
-            runs: 20, warmup: 3, threads: 1 }
+            runs: 20,
+            warmup: 3,
+            threads: 1,
+        }
     }
 }
 
@@ -65,11 +68,18 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
     let mut samples = load_samples(fp32, &inputs)?;
     samples.notes.splice(0..0, shape_notes);
     if samples.feeds.is_empty() {
-        return Err(Error::Calibration { path: None, reason: "no validation samples were found; add samples or use synthetic inputs".into() });
+        return Err(Error::Calibration {
+            path: None,
+            reason: "no validation samples were found; add samples or use synthetic inputs".into(),
+        });
     }
     let ort_version = crate::runtime::runtime()?.version.clone();
-    let session_opts =
-        SessionOptions { threads: opts.threads, optimization: Optimization::All, optimized_model_path: None, spinning: false };
+    let session_opts = SessionOptions {
+        threads: opts.threads,
+        optimization: Optimization::All,
+        optimized_model_path: None,
+        spinning: false,
+    };
     let mut s_fp32 = Session::from_model(fp32, &session_opts)?;
     let mut s_int8 = Session::from_model(int8, &session_opts)?;
 
@@ -92,7 +102,10 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
             .map(|n| {
                 sample.iter().find(|(k, _)| k == n).cloned().ok_or_else(|| Error::Input {
                     name: n.clone(),
-                    reason: format!("the model{} needs it but the validation samples don't provide it", model_name(which)),
+                    reason: format!(
+                        "the model{} needs it but the validation samples don't provide it",
+                        model_name(which)
+                    ),
                 })
             })
             .collect()
@@ -160,10 +173,16 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
     let worst = outputs.iter().min_by(|a, b| a.cosine_mean.total_cmp(&b.cosine_mean));
     let mut notes = Vec::new();
     for o in outputs.iter().filter(|o| o.fp32_nonfinite > 0) {
-        notes.push(format!("output `{}`: {} FP32 values are NaN or infinite and were left out", o.name, o.fp32_nonfinite));
+        notes.push(format!(
+            "output `{}`: {} FP32 values are NaN or infinite and were left out",
+            o.name, o.fp32_nonfinite
+        ));
     }
     if matches!(opts.inputs.source, Source::Synthetic { .. }) {
-        notes.push("accuracy measured on synthetic inputs; pass real images or data for figures that reflect deployment".into());
+        notes.push(
+            "accuracy measured on synthetic inputs; pass real images or data for figures that reflect deployment"
+                .into(),
+        );
     }
     if fusion.float_conv_fed_by_dq > 0 {
         notes.push(format!(
@@ -220,7 +239,9 @@ fn declared_dims(model: &Model, name: &str) -> Option<Vec<Option<i64>>> {
     let vi = model.graph().input.iter().find(|v| v.name == name)?;
     let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref()?.value.as_ref() else { return None };
     let dims = &t.shape.as_ref()?.dim;
-    Some(dims.iter().map(|d| if let Some(Value::DimValue(v)) = d.value { (v > 0).then_some(v) } else { None }).collect())
+    Some(
+        dims.iter().map(|d| if let Some(Value::DimValue(v)) = d.value { (v > 0).then_some(v) } else { None }).collect(),
+    )
 }
 
 /// An INT8 model often has its input shape fixed where the FP32 one is dynamic (quantizers fix
