@@ -305,7 +305,11 @@ impl Report {
             self.fp32_ms,
             self.int8_ms,
             self.speedup,
-            if self.speedup >= 1.0 { "faster" } else { "(slower)" }
+            match self.speedup {
+                x if x >= 1.005 => "faster",
+                x if x < 0.995 => "(slower)",
+                _ => "(same speed)",
+            }
         );
         let _ = writeln!(
             s,
