@@ -89,18 +89,7 @@ fn parse_triple(s: &str) -> std::result::Result<[f32; 3], String> {
 }
 
 fn parse_shape(s: &str) -> std::result::Result<(String, Vec<i64>), String> {
-    let (name, dims) = s.rsplit_once('=').ok_or_else(|| format!("`{s}`: write NAME=DIMS, e.g. x=1x3x224x224"))?;
-    if name.is_empty() {
-        return Err(format!("`{s}`: the input name before `=` is empty"));
-    }
-    let dims = dims
-        .split(['x', 'X', ','])
-        .map(|d| match d.trim().parse::<i64>() {
-            Ok(v) if v > 0 => Ok(v),
-            _ => Err(format!("`{s}`: `{d}` is not a positive dimension; write e.g. {name}=1x3x224x224")),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((name.to_string(), dims))
+    kenosis_core::calibrate::parse_input_shape(s).map_err(|e| e.to_string())
 }
 
 impl Args {
