@@ -142,8 +142,25 @@ impl Model {
                 t.raw_data = Vec::new();
             }
         });
-        write_atomic(&data_path, &blob)?;
-        write_atomic(path, &proto.encode_to_vec())
+        // Both files go to temp files first and are renamed only once both are whole, so a
+        // failure (a full disk, say) leaves neither a new side file nor a partial model.
+        let data_tmp = write_temp(&data_path, &blob)?;
+        let model_tmp = match write_temp(path, &proto.encode_to_vec()) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = fs::remove_file(&data_tmp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fs::rename(&data_tmp, &data_path) {
+            let _ = fs::remove_file(&data_tmp);
+            let _ = fs::remove_file(&model_tmp);
+            return Err(Error::io(&data_path, e));
+        }
+        fs::rename(&model_tmp, path).map_err(|e| {
+            let _ = fs::remove_file(&model_tmp);
+            Error::io(path, e)
+        })
     }
 
     fn load_external_data(&mut self, base: &Path) -> Result<()> {
@@ -292,6 +309,16 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename, so readers see
 /// the old file or the whole new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Writes `bytes` to a synced temp file beside `path` and returns its path; on failure the temp
+/// file is removed.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -304,15 +331,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(Error::io(path, e))
+        }
     }
-    Ok(())
 }
 
 fn unique() -> u64 {
