@@ -255,8 +255,11 @@ fn ort_opts() -> SessionOptions {
     SessionOptions { threads: 1, ..Default::default() }
 }
 
+/// Named outputs of one ORT run.
+type Outputs = Vec<(String, ArrayD<f32>)>;
+
 /// Runs `bytes` in ORT on the reference inputs; `Err` when ORT can't load or run it.
-fn run(bytes: &[u8], feeds: Option<&[(String, Feed)]>) -> Result<Option<Vec<(String, ArrayD<f32>)>>, String> {
+fn run(bytes: &[u8], feeds: Option<&[(String, Feed)]>) -> Result<Option<Outputs>, String> {
     let mut s = Session::from_bytes(bytes, &ort_opts()).map_err(|e| e.to_string())?;
     match feeds {
         Some(f) => s.run(f).map(Some).map_err(|e| e.to_string()),
