@@ -1,1 +1,136 @@
 //! Static INT8 quantization: qparam math, QDQ placement, protection, and the pipeline.
+//!
+//! The output is a QDQ model (QuantizeLinear / DequantizeLinear around float ops) laid out so
+//! that ONNX Runtime's CPU provider fuses each group into an integer kernel: UINT8 asymmetric
+//! activations with explicit zero points, symmetric INT8 weights (7-bit by default on x86-64),
+//! INT32 biases, Q after Relu rather than between Conv and Relu, identical qparams on both
+//! sides of data-movement ops, and one DequantizeLinear per reader.
+//!
+//! The output opset is max(13, the model's): per-channel DequantizeLinear needs `axis`
+//! (opset 13), and ORT's QDQ fusions cover 13+. Models below 13 must be upgraded by the
+//! prepare passes first.
+//!
+//! Models whose whole network sits inside If/Loop/Scan subgraphs (silero_vad) are returned
+//! unchanged with a note in the summary: Kenosis does not quantize subgraphs. A main graph with
+//! no learned op anywhere is refused with [`Error::NothingToQuantize`].
+
+mod config;
+mod emit;
+pub mod plan;
+pub mod qparams;
+mod refuse;
+mod summary;
+
+pub use config::QuantizeConfig;
+pub use summary::{NodeDecision, Summary};
+
+use crate::calibrate::Ranges;
+use crate::error::{Error, Result};
+use crate::onnx::Model;
+use plan::{node_label, Protect, Role};
+use refuse::LEARNED_OPS;
+
+/// The opset Kenosis's QDQ output needs at least.
+pub const MIN_OPSET: i64 = 13;
+
+/// A quantized model, the ranges it was built from, and the decisions.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    /// The INT8 QDQ model.
+    pub model: Model,
+    /// The activation ranges used (storable: [`rebuild`] reproduces the model from them).
+    pub ranges: Ranges,
+    /// What was decided and why.
+    pub summary: Summary,
+}
+
+/// Quantizes an already prepared FP32 model with known ranges: pure Rust, no ONNX Runtime,
+/// deterministic. `prepared` must be the output of the prepare passes (weights as
+/// initializers, BatchNorm folded, opset >= 13); `ranges` must name its tensors.
+pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<Quantized> {
+    let graph = prepared.graph();
+    refuse::check_not_quantized(graph)?;
+    let (bits, bits_reason) = cfg.effective_weight_bits()?;
+    let opset = prepared.opset("").unwrap_or(0);
+    let mut summary = Summary {
+        weight_bits: bits,
+        weight_bits_reason: bits_reason,
+        per_channel: cfg.per_channel,
+        target_arch: cfg.effective_arch(),
+        opset,
+        ..Default::default()
+    };
+    let main_has_learned = graph.node.iter().any(|n| LEARNED_OPS.contains(&n.op_type.as_str()));
+    if !main_has_learned {
+        if refuse::has_learned_ops_anywhere(graph) {
+            summary.notes.push(
+                "the network sits inside If/Loop/Scan subgraphs, which Kenosis does not quantize; the model is left FP32"
+                    .into(),
+            );
+            for n in &graph.node {
+                summary.nodes.push(NodeDecision {
+                    node: node_label(n),
+                    op_type: n.op_type.clone(),
+                    quantized: false,
+                    reason: "model left FP32 (network inside subgraphs)".into(),
+                });
+                *summary.kept_float.entry(n.op_type.clone()).or_default() += 1;
+            }
+            return Ok(Quantized { model: prepared.clone(), ranges: ranges.clone(), summary });
+        }
+        return Err(Error::NothingToQuantize(format!(
+            "the graph `{}` has no Conv, ConvTranspose, Gemm or MatMul; there is no float compute worth quantizing",
+            graph.name
+        )));
+    }
+    if opset < MIN_OPSET {
+        return Err(Error::Unsupported(format!(
+            "the model imports opset {opset}; QDQ with per-channel weights needs opset >= {MIN_OPSET}. Run the prepare passes (opset upgrade) first"
+        )));
+    }
+    let protect = Protect {
+        exclude_nodes: cfg.exclude_nodes.iter().cloned().collect(),
+        exclude_ops: cfg.exclude_ops.iter().cloned().collect(),
+    };
+    let p = plan::make_plan(graph, ranges, &protect)?;
+    for (i, n) in graph.node.iter().enumerate() {
+        let (quantized, reason) = match &p.roles[i] {
+            Role::Quant(_) => (true, "quantized".to_string()),
+            Role::Absorbed => (true, "folded into the quantized node before it (Q after the activation)".to_string()),
+            Role::Float(why) => (false, why.clone()),
+        };
+        let counts = if quantized { &mut summary.quantized } else { &mut summary.kept_float };
+        *counts.entry(n.op_type.clone()).or_default() += 1;
+        summary.nodes.push(NodeDecision { node: node_label(n), op_type: n.op_type.clone(), quantized, reason });
+    }
+    if !p.roles.iter().any(|r| matches!(r, Role::Quant(_))) {
+        let why: Vec<String> = summary
+            .nodes
+            .iter()
+            .filter(|d| LEARNED_OPS.contains(&d.op_type.as_str()))
+            .take(5)
+            .map(|d| format!("`{}`: {}", d.node, d.reason))
+            .collect();
+        return Err(Error::NothingToQuantize(format!("no node can be quantized ({})", why.join("; "))));
+    }
+    let mut model = prepared.clone();
+    let stats = emit::emit(model.graph_mut(), &p, ranges, emit::WeightOpts { bits, per_channel: cfg.per_channel })?;
+    summary.q_nodes = stats.q_nodes;
+    summary.dq_nodes = stats.dq_nodes;
+    summary.notes.extend(stats.notes);
+    model.path = None;
+    Ok(Quantized { model, ranges: ranges.clone(), summary })
+}
+
+/// Rebuilds the INT8 model from stored ranges without ONNX Runtime: prepare, then [`apply`].
+/// Byte-identical to what [`quantize`] produced from the same model, ranges and config.
+pub fn rebuild(fp32: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<Quantized> {
+    let prepared = prepare(fp32)?;
+    apply(&prepared, ranges, cfg)
+}
+
+/// The graph passes quantization runs first.
+pub fn prepare(fp32: &Model) -> Result<Model> {
+    // Until the prepare passes land, the model is used as given.
+    Ok(fp32.clone())
+}
