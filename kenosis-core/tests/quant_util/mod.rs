@@ -95,3 +95,12 @@ pub fn run(model: &Model, feed: &[(String, Feed)]) -> Vec<(String, Vec<f32>)> {
     let mut s = Session::from_model(model, &SessionOptions::default()).expect("session");
     s.run(feed).expect("run").into_iter().map(|(n, a)| (n, a.iter().copied().collect())).collect()
 }
+
+/// `shared/<what>` beside the checkout (or beside the worktree folder), when present.
+pub fn shared(what: &str) -> Option<std::path::PathBuf> {
+    let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [base.join("../../shared").join(what), base.join("../../../shared").join(what)]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .and_then(|p| p.canonicalize().ok())
+}
