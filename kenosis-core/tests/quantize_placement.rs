@@ -218,3 +218,34 @@ fn rebuild_is_byte_identical() {
     assert_eq!(a.model.to_bytes().unwrap(), b.model.to_bytes().unwrap());
     assert_eq!(a.summary, b.summary);
 }
+
+/// x -> Conv -> HardSwish -> Conv -> {HardSigmoid, Mul} -> Conv -> y
+#[test]
+fn hard_swish_and_hard_sigmoid_run_as_qlinear_add_and_mul() {
+    let mut rng = Rng::new(6);
+    let mut b = ModelBuilder::new(14).input("x", dt::FLOAT, &[1.into(), 3.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
+    for t in conv_init(&mut rng, "a", 8, 3, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
+        b = b.initializer(t);
+    }
+    let m = b
+        .node(conv("a", "x", "a_out", 3))
+        .node(node("HardSwish", "hs", &["a_out"], &["hs_out"], vec![]))
+        .node(conv("b", "hs_out", "b_out", 3))
+        .node(node("HardSigmoid", "hsig", &["b_out"], &["hsig_out"], vec![kenosis_core::onnx::builder::attr_f("alpha", 0.2)]))
+        .node(node("Mul", "gate", &["b_out", "hsig_out"], &["gate_out"], vec![]))
+        .node(conv("c", "gate_out", "y", 1))
+        .build();
+    let f = feeds(8, &[1, 3, 16, 16], 3);
+    let q = quantize::apply(&m, &ranges(&m, &f), &cfg()).unwrap();
+    let c = fused_ops(&q.model);
+    assert_eq!(count(&c, "QLinearConv"), 2, "{c:?}");
+    assert_eq!(count(&c, "QLinearAdd"), 2, "{c:?}");
+    assert_eq!(count(&c, "QLinearMul"), 2, "{c:?}");
+    for op in ["HardSwish", "HardSigmoid", "Clip", "Add", "Mul"] {
+        assert_eq!(count(&c, op), 0, "{op} left in float: {c:?}");
+    }
+    let a = run(&m, &f[0]);
+    let b = run(&q.model, &f[0]);
+    let cos = cosine(&a[0].1, &b[0].1);
+    assert!(cos > 0.99, "cosine {cos}");
+}

@@ -108,6 +108,66 @@ impl Emitter<'_> {
         Ok(out)
     }
 
+    /// A float constant as UINT8 behind a DequantizeLinear (asymmetric, range with 0).
+    fn const_u8(&mut self, t: &str, dims: &[i64], v: &[f32]) -> String {
+        let (lo, hi) = v.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
+        let p = qparams::activation(lo, hi);
+        let qv: Vec<u8> = v.iter().map(|&x| qparams::quantize_u8(x, p)).collect();
+        let qname = self.name(&format!("{t}_quantized"));
+        let sname = self.name(&format!("{t}_scale"));
+        let zname = self.name(&format!("{t}_zero_point"));
+        self.dq_const(
+            t,
+            tensor::from_u8(&qname, dims, &qv),
+            tensor::from_f32(&sname, &[], &[p.scale]),
+            tensor::from_u8(&zname, &[], &[p.zero_point]),
+            None,
+        )
+    }
+
+    /// Scale of Clip(x + beta/alpha, 0, 1/alpha) from the range of `x`.
+    fn hard_sigmoid_scale(&self, x: &str, alpha: f32, beta: f32) -> f32 {
+        let top = 1.0 / alpha as f64;
+        let hi = self.ranges.0.get(x).map_or(top, |&(_, h)| (h as f64 + beta as f64 / alpha as f64).clamp(0.0, top));
+        let hi = if hi > 0.0 { hi } else { top };
+        qparams::activation(0.0, hi as f32).scale
+    }
+
+    /// Writes HardSigmoid(x) as DQ(x) + beta/alpha -> Clip(0, 1/alpha) -> Q (ORT: one QLinearAdd),
+    /// read back with scale × alpha. `n` is the original node with input 0 already a DQ output.
+    /// With `swish`, multiplies by a second DQ of x (QLinearMul) into the node's output.
+    fn hard_sigmoid(&mut self, n: &NodeProto, x: &str, alpha: f32, beta: f32, swish: bool) -> Result<()> {
+        let label = node_label(n);
+        let y = n.output.first().cloned().unwrap_or_default();
+        let offset = self.const_u8(&format!("{label}_offset"), &[], &[beta / alpha]);
+        let add_out = self.name(&format!("{y}_shifted"));
+        let add = self.name(&format!("{label}_add"));
+        self.out.push(node("Add", &add, &[&n.input[0], &offset], &[&add_out], vec![]));
+        let lo = self.name(&format!("{label}_clip_min"));
+        let hi = self.name(&format!("{label}_clip_max"));
+        self.inits.push(tensor::from_f32(&lo, &[], &[0.0]));
+        self.inits.push(tensor::from_f32(&hi, &[], &[1.0 / alpha]));
+        let clip_out = self.name(&format!("{y}_clipped"));
+        let clip = self.name(&format!("{label}_clip"));
+        self.out.push(node("Clip", &clip, &[&add_out, &lo, &hi], &[&clip_out], vec![]));
+        let st = self.hard_sigmoid_scale(x, alpha, beta);
+        self.write_params(&clip_out, ActParams { scale: st, zero_point: 0 });
+        let tq = self.quantize(&clip_out)?;
+        if !swish {
+            self.quantized_of.insert(y, tq);
+            return Ok(());
+        }
+        let p = self.write_params(&format!("{y}_gate"), ActParams { scale: st * alpha, zero_point: 0 });
+        let gate = self.name(&format!("{y}_gate"));
+        let dq = self.name(&format!("{y}_gate_DequantizeLinear"));
+        self.out.push(node("DequantizeLinear", &dq, &[&tq, &p.scale, &p.zero_point], &[&gate], vec![]));
+        self.stats.dq_nodes += 1;
+        let x2 = self.dequantize(x)?;
+        let mul = self.name(&format!("{label}_mul"));
+        self.out.push(node("Mul", &mul, &[&x2, &gate], &[&y], vec![]));
+        Ok(())
+    }
+
     fn dq_const(&mut self, base: &str, q: TensorProto, scale: TensorProto, zp: TensorProto, axis: Option<usize>) -> String {
         let (qn, sn, zn) = (q.name.clone(), scale.name.clone(), zp.name.clone());
         self.inits.extend([q, scale, zp]);
@@ -167,7 +227,13 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
             for &s in &q.data_inputs {
                 e.act_params(&n.input[s])?;
             }
-            if q.kind == Kind::Move {
+            if let Kind::HardSigmoid { alpha, beta } = q.kind {
+                let x = &n.input[q.data_inputs[0]];
+                let st = e.hard_sigmoid_scale(x, alpha, beta);
+                for o in &q.outputs {
+                    e.write_params(o, ActParams { scale: st * alpha, zero_point: 0 });
+                }
+            } else if q.kind == Kind::Move {
                 let p = e.act_params(&n.input[q.data_inputs[0]])?;
                 for o in &q.outputs {
                     e.params.insert(o.clone(), p.clone());
@@ -197,24 +263,21 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
                 }
                 for &s in &q.const_inputs {
                     let t = n.input[s].clone();
-                    let init = ix.initializer(graph, &t).cloned();
-                    let c = init.ok_or_else(|| Error::tensor(&t, "constant operand not found"))?;
-                    let v = tensor::to_f32(&c)?;
-                    let (lo, hi) = v.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
-                    let p = qparams::activation(lo, hi);
-                    let qv: Vec<u8> = v.iter().map(|&x| qparams::quantize_u8(x, p)).collect();
-                    let qname = e.name(&format!("{t}_quantized"));
-                    let sname = e.name(&format!("{t}_scale"));
-                    let zname = e.name(&format!("{t}_zero_point"));
-                    let out = e.dq_const(
-                        &t,
-                        tensor::from_u8(&qname, &c.dims, &qv),
-                        tensor::from_f32(&sname, &[], &[p.scale]),
-                        tensor::from_u8(&zname, &[], &[p.zero_point]),
-                        None,
-                    );
-                    n.input[s] = out;
+                    let c = ix.initializer(graph, &t).cloned().ok_or_else(|| Error::tensor(&t, "constant operand not found"))?;
+                    n.input[s] = e.const_u8(&t, &c.dims, &tensor::to_f32(&c)?);
                     replaced.insert(t);
+                }
+                if let Kind::HardSigmoid { alpha, beta } = q.kind {
+                    e.hard_sigmoid(&n, &old_nodes[i].input[0], alpha, beta, false)?;
+                    continue;
+                }
+                if q.kind == Kind::HardSwish {
+                    e.hard_sigmoid(&n, &old_nodes[i].input[0], 1.0 / 6.0, 0.5, true)?;
+                    let outs = n.output.clone();
+                    for o in outs.iter().filter(|o| qt.contains(*o)) {
+                        e.quantize(o)?;
+                    }
+                    continue;
                 }
                 if let Some(ws) = q.weight {
                     let wname = n.input[ws].clone();

@@ -22,7 +22,7 @@ use crate::onnx::tensor;
 use std::collections::{BTreeSet, HashSet};
 
 /// How a quantized node is rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
     /// Conv with an initializer weight (and bias): QLinearConv.
     Conv,
@@ -38,6 +38,16 @@ pub enum Kind {
     Unary,
     /// Data movement that runs on 8-bit data when both sides share scale and zero point.
     Move,
+    /// HardSigmoid(alpha, beta) = Clip(x + beta/alpha, 0, 1/alpha) * alpha, written as a QLinearAdd
+    /// whose Clip ORT removes, with the `* alpha` folded into the reader's DequantizeLinear scale.
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// HardSwish = x * HardSigmoid(x; 1/6, 1/2): the HardSigmoid above, then a QLinearMul.
+    HardSwish,
 }
 
 /// One node's role in the rewrite.
@@ -315,6 +325,25 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
                         return Err("no input comes from a quantized node".into());
                     }
                 }
+                "HardSigmoid" | "HardSwish" => {
+                    q.kind = if op == "HardSwish" {
+                        Kind::HardSwish
+                    } else {
+                        let alpha = attr_f(n, "alpha").unwrap_or(0.2);
+                        let beta = attr_f(n, "beta").unwrap_or(0.5);
+                        if !(alpha > 0.0 && alpha.is_finite() && beta.is_finite()) {
+                            return Err(format!("alpha {alpha} is not positive"));
+                        }
+                        Kind::HardSigmoid { alpha, beta }
+                    };
+                    if !int8_out.contains(x) {
+                        return Err("input does not come from a quantized node".into());
+                    }
+                    if !act(x) {
+                        return Err(format!("no calibration range for input `{x}`"));
+                    }
+                    q.data_inputs = vec![0];
+                }
                 _ if UNARY_OPS.contains(&op) || MOVE_OPS.contains(&op) => {
                     q.kind = if UNARY_OPS.contains(&op) { Kind::Unary } else { Kind::Move };
                     if !int8_out.contains(x) {
@@ -348,7 +377,7 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
                     if ix.is_output(o) {
                         return Err(format!("its output `{o}` is a graph output (kept float)"));
                     }
-                    if q.kind != Kind::Move && !has_range(o) {
+                    if !matches!(q.kind, Kind::Move | Kind::HardSigmoid { .. }) && !has_range(o) {
                         return Err(format!("no calibration range for output `{o}`"));
                     }
                     if !explicit_readers(o) {

@@ -30,6 +30,9 @@ pub fn activation(min: f32, max: f32) -> ActParams {
         return ActParams { scale: 1.0, zero_point: 0 };
     }
     let zp = (-lo / scale as f64).round_ties_even().clamp(0.0, 255.0);
+    // With zero point 0 the top of the quantized range must not pass `max` by an f32 ulp:
+    // ORT drops a Clip(0, max) before Q only if the Q range lies inside it.
+    let scale = if zp == 0.0 && scale as f64 * 255.0 > hi { scale.next_down() } else { scale };
     ActParams { scale, zero_point: zp as u8 }
 }
 
@@ -227,7 +230,8 @@ mod tests {
         let p = activation(0.0, 6.0);
         assert_eq!(p.zero_point, 0);
         // ORT drops a Clip(0, 6) before Q when the Q range lies inside [0, 6].
-        assert!(255.0 * p.scale <= 6.0 + 1e-6);
+        assert!(255.0 * p.scale <= 6.0);
+        assert!(255.0 * activation(0.0, 1.0).scale <= 1.0);
     }
 
     #[test]
