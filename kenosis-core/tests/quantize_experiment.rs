@@ -6,42 +6,8 @@ mod quant_util;
 use kenosis_core::onnx::Model;
 use kenosis_core::quantize::{self, QuantizeConfig};
 use kenosis_core::runtime::{Feed, Session, SessionOptions};
-use ndarray::ArrayD;
-use quant_util::{cosine, fused_ops, ranges};
+use quant_util::{cosine, fused_ops, image_feeds, ranges};
 use std::time::Instant;
-
-pub fn image_feeds(shape: &[usize], mode: &str, bgr: bool, skip: usize, take: usize) -> Vec<Vec<(String, Feed)>> {
-    let dir = quant_util::shared("images").unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let (h, w) = (shape[2], shape[3]);
-    files
-        .iter()
-        .skip(skip)
-        .take(take)
-        .map(|p| {
-            let img = image::open(p).unwrap().to_rgb8();
-            let img = image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Triangle);
-            let mut a = ArrayD::<f32>::zeros(shape.to_vec());
-            for y in 0..h {
-                for x in 0..w {
-                    let px = img.get_pixel(x as u32, y as u32);
-                    for c in 0..3 {
-                        let src = if bgr { 2 - c } else { c };
-                        let v = px[src] as f32 / 255.0;
-                        let v = match mode {
-                            "half" => (v - 0.5) / 0.5,
-                            "imagenet" => (v - [0.485, 0.456, 0.406][c]) / [0.229, 0.224, 0.225][c],
-                            _ => v,
-                        };
-                        a[[0, c, y, x]] = v;
-                    }
-                }
-            }
-            vec![("x".to_string(), Feed::F32(a))]
-        })
-        .collect()
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -60,7 +26,7 @@ fn experiment() {
         "ch_PP-OCRv4_det_infer.onnx" => (vec![1, 3, 640, 640], "half", true),
         _ => (vec![1, 3, 224, 224], "unit", false),
     };
-    let fp32 = quantize::prepare(&Model::load(dir.join(&name)).unwrap()).unwrap();
+    let fp32 = quantize::prepare(&Model::load(dir.join(&name)).unwrap()).unwrap().0;
     let input = fp32.graph().input[0].name.clone();
     let rename = |v: Vec<Vec<(String, Feed)>>| -> Vec<Vec<(String, Feed)>> {
         v.into_iter().map(|f| f.into_iter().map(|(_, a)| (input.clone(), a)).collect()).collect()

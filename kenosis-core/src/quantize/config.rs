@@ -1,10 +1,11 @@
 //! What the user asks of the quantizer. Serialized canonically: the build cache hashes its JSON.
 
+use crate::calibrate::InputConfig;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Settings of one quantization. `Default` is the zero-config choice.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuantizeConfig {
     /// One weight scale per output channel (axis 0 for Conv/Gemm, 1 for ConvTranspose) instead of one per tensor.
@@ -19,6 +20,8 @@ pub struct QuantizeConfig {
     pub exclude_nodes: Vec<String>,
     /// Op types to keep in float.
     pub exclude_ops: Vec<String>,
+    /// Calibration inputs (synthetic by default).
+    pub inputs: InputConfig,
 }
 
 impl QuantizeConfig {

@@ -24,7 +24,8 @@ mod summary;
 pub use config::QuantizeConfig;
 pub use summary::{NodeDecision, Summary};
 
-use crate::calibrate::Ranges;
+use crate::calibrate::{self, Ranges};
+use crate::onnx::passes::{self, PrepareOptions};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
 use plan::{node_label, Protect, Role};
@@ -122,15 +123,61 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
     Ok(Quantized { model, ranges: ranges.clone(), summary })
 }
 
+/// Quantizes an FP32 model: prepare the graph, calibrate it through ONNX Runtime on the
+/// inputs `cfg.inputs` describes, then [`apply`].
+pub fn quantize(fp32: &Model, cfg: &QuantizeConfig) -> Result<Quantized> {
+    quantize_with_progress(fp32, cfg, &mut |_, _| {})
+}
+
+/// [`quantize`], calling `progress(done, total)` as calibration samples are run.
+pub fn quantize_with_progress(fp32: &Model, cfg: &QuantizeConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Quantized> {
+    refuse::check_not_quantized(fp32.graph())?;
+    cfg.effective_weight_bits()?;
+    let (prepared, prep_notes) = prepare(fp32)?;
+    let samples = calibrate::load_samples(&prepared, &cfg.inputs)?;
+    let ranges = calibrate::collect_ranges_with_progress(&prepared, &samples, progress)?;
+    let mut q = apply(&prepared, &ranges, cfg)?;
+    let mut notes = prep_notes;
+    notes.extend(samples.notes.iter().map(|n| format!("calibration: {n}")));
+    notes.append(&mut q.summary.notes);
+    q.summary.notes = notes;
+    Ok(q)
+}
+
 /// Rebuilds the INT8 model from stored ranges without ONNX Runtime: prepare, then [`apply`].
 /// Byte-identical to what [`quantize`] produced from the same model, ranges and config.
 pub fn rebuild(fp32: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<Quantized> {
-    let prepared = prepare(fp32)?;
-    apply(&prepared, ranges, cfg)
+    refuse::check_not_quantized(fp32.graph())?;
+    let (prepared, prep_notes) = prepare(fp32)?;
+    let mut q = apply(&prepared, ranges, cfg)?;
+    let mut notes = prep_notes;
+    notes.append(&mut q.summary.notes);
+    q.summary.notes = notes;
+    Ok(q)
 }
 
-/// The graph passes quantization runs first.
-pub fn prepare(fp32: &Model) -> Result<Model> {
-    // Until the prepare passes land, the model is used as given.
-    Ok(fp32.clone())
+/// The graph passes quantization runs first (Constant extraction, opset >= 13, no-op removal,
+/// BatchNorm folding, hard-swish fusion, de-duplication, topological order), with a note per
+/// pass that changed something. Calibration ranges name the tensors of this prepared graph.
+pub fn prepare(fp32: &Model) -> Result<(Model, Vec<String>)> {
+    let mut m = fp32.clone();
+    let opts = PrepareOptions { min_opset: Some(MIN_OPSET), ..Default::default() };
+    let r = passes::prepare(&mut m, &opts)?;
+    let mut notes = Vec::new();
+    let mut say = |n: usize, what: &str| {
+        if n > 0 {
+            notes.push(format!("prepare: {n} {what}"));
+        }
+    };
+    say(r.constants_extracted, "Constant node(s) moved to initializers");
+    say(r.casts_folded, "Cast(s) of float initializers folded");
+    say(r.noops_removed, "Identity/Dropout node(s) removed");
+    say(r.batchnorm_folded, "BatchNormalization node(s) folded into the Conv before");
+    say(r.hardswish_fused, "written-out hard-swish pattern(s) rewritten to HardSwish");
+    say(r.hardsigmoid_fused, "written-out hard-sigmoid pattern(s) rewritten to HardSigmoid");
+    say(r.initializers_merged, "identical initializer(s) merged");
+    if r.opset_to != r.opset_from {
+        notes.push(format!("prepare: opset {} upgraded to {}", r.opset_from, r.opset_to));
+    }
+    Ok((m, notes))
 }

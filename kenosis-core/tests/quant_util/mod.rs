@@ -6,6 +6,7 @@ use kenosis_core::calibrate::Ranges;
 use kenosis_core::onnx::proto::{data_type as dt, ValueInfoProto};
 use kenosis_core::onnx::Model;
 use kenosis_core::runtime::{Feed, Optimization, Session, SessionOptions};
+use ndarray::ArrayD;
 use std::collections::{BTreeMap, HashSet};
 
 /// Runs `model` unoptimised on each feed set with every main-graph tensor exposed, and
@@ -104,3 +105,38 @@ pub fn shared(what: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_dir())
         .and_then(|p| p.canonicalize().ok())
 }
+
+/// Images of shared/images (sorted, `skip` then `take`), stretched to `shape` (NCHW), as feeds of input `x`.
+pub fn image_feeds(shape: &[usize], mode: &str, bgr: bool, skip: usize, take: usize) -> Vec<Vec<(String, Feed)>> {
+    let dir = shared("images").expect("shared/images");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (h, w) = (shape[2], shape[3]);
+    files
+        .iter()
+        .skip(skip)
+        .take(take)
+        .map(|p| {
+            let img = image::open(p).unwrap().to_rgb8();
+            let img = image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Triangle);
+            let mut a = ArrayD::<f32>::zeros(shape.to_vec());
+            for y in 0..h {
+                for x in 0..w {
+                    let px = img.get_pixel(x as u32, y as u32);
+                    for c in 0..3 {
+                        let src = if bgr { 2 - c } else { c };
+                        let v = px[src] as f32 / 255.0;
+                        let v = match mode {
+                            "half" => (v - 0.5) / 0.5,
+                            "imagenet" => (v - [0.485, 0.456, 0.406][c]) / [0.229, 0.224, 0.225][c],
+                            _ => v,
+                        };
+                        a[[0, c, y, x]] = v;
+                    }
+                }
+            }
+            vec![("x".to_string(), Feed::F32(a))]
+        })
+        .collect()
+}
+
