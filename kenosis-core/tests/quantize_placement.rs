@@ -34,8 +34,8 @@ fn cfg() -> QuantizeConfig {
 /// x -> Conv -> Relu -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> y
 fn conv_relu_model() -> Model {
     let mut rng = Rng::new(1);
-    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[D::S("N"), 3.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[D::S("N"), 4.into()]);
-    for t in conv_init(&mut rng, "c1", 8, 3, 3).into_iter().chain(conv_init(&mut rng, "c2", 8, 8, 3)) {
+    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[D::S("N"), 8.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[D::S("N"), 4.into()]);
+    for t in conv_init(&mut rng, "c1", 8, 8, 3).into_iter().chain(conv_init(&mut rng, "c2", 8, 8, 3)) {
         b = b.initializer(t);
     }
     b.initializer(tensor::from_f32("fc_w", &[4, 8], &rng.vec(32, -0.5, 0.5)))
@@ -53,7 +53,7 @@ fn conv_relu_model() -> Model {
 #[test]
 fn conv_relu_fuses_into_one_qlinearconv() {
     let m = conv_relu_model();
-    let f = feeds(7, &[1, 3, 16, 16], 4);
+    let f = feeds(7, &[1, 8, 16, 16], 4);
     let r = ranges(&m, &f);
     let q = quantize::apply(&m, &r, &cfg()).unwrap();
     let c = fused_ops(&q.model);
@@ -84,7 +84,7 @@ fn conv_relu_fuses_into_one_qlinearconv() {
 #[test]
 fn weights_are_int8_in_range_with_explicit_zero_points() {
     let m = conv_relu_model();
-    let r = ranges(&m, &feeds(7, &[1, 3, 16, 16], 2));
+    let r = ranges(&m, &feeds(7, &[1, 8, 16, 16], 2));
     for (bits, qmax) in [(7u8, 63i8), (8, 127)] {
         for per_channel in [false, true] {
             let q = quantize::apply(&m, &r, &QuantizeConfig { weight_bits: Some(bits), per_channel, ..cfg() }).unwrap();
@@ -111,8 +111,8 @@ fn weights_are_int8_in_range_with_explicit_zero_points() {
 #[test]
 fn concat_of_quantized_inputs_becomes_qlinearconcat() {
     let mut rng = Rng::new(2);
-    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[1.into(), 3.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 3, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 3, 1)).chain(conv_init(&mut rng, "c", 4, 16, 1)) {
+    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
+    for t in conv_init(&mut rng, "a", 8, 8, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 1)).chain(conv_init(&mut rng, "c", 4, 16, 1)) {
         b = b.initializer(t);
     }
     let m = b
@@ -122,7 +122,7 @@ fn concat_of_quantized_inputs_becomes_qlinearconcat() {
         .node(node("Concat", "cat", &["ra_out", "b_out"], &["cat_out"], vec![attr_i("axis", 1)]))
         .node(conv("c", "cat_out", "y", 1))
         .build();
-    let f = feeds(3, &[1, 3, 16, 16], 3);
+    let f = feeds(3, &[1, 8, 16, 16], 3);
     let q = quantize::apply(&m, &ranges(&m, &f), &cfg()).unwrap();
     let c = fused_ops(&q.model);
     assert_eq!(count(&c, "QLinearConcat"), 1, "{c:?}");
@@ -137,8 +137,8 @@ fn concat_of_quantized_inputs_becomes_qlinearconcat() {
 #[test]
 fn data_movement_keeps_identical_qparams_and_non_data_inputs_stay_float() {
     let mut rng = Rng::new(4);
-    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[1.into(), 3.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 3, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
+    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
+    for t in conv_init(&mut rng, "a", 8, 8, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
         b = b.initializer(t);
     }
     let m = b
@@ -155,7 +155,7 @@ fn data_movement_keeps_identical_qparams_and_non_data_inputs_stay_float() {
         .node(node("Relu", "rb", &["b_out"], &["rb_out"], vec![]))
         .node(conv("c", "rb_out", "y", 1))
         .build();
-    let f = feeds(5, &[1, 3, 16, 16], 3);
+    let f = feeds(5, &[1, 8, 16, 16], 3);
     let q = quantize::apply(&m, &ranges(&m, &f), &cfg()).unwrap();
     let g = q.model.graph();
     // Each data-movement op reads a DQ and feeds a Q with the very same scale and zero point.
@@ -182,7 +182,7 @@ fn data_movement_keeps_identical_qparams_and_non_data_inputs_stay_float() {
 #[test]
 fn already_quantized_models_are_refused() {
     let m = conv_relu_model();
-    let q = quantize::apply(&m, &ranges(&m, &feeds(1, &[1, 3, 16, 16], 1)), &cfg()).unwrap();
+    let q = quantize::apply(&m, &ranges(&m, &feeds(1, &[1, 8, 16, 16], 1)), &cfg()).unwrap();
     let e = quantize::apply(&q.model, &Default::default(), &cfg()).unwrap_err();
     assert!(matches!(e, Error::AlreadyQuantized(_)), "{e}");
     assert!(e.to_string().contains("QuantizeLinear") || e.to_string().contains("DequantizeLinear"), "{e}");
@@ -218,7 +218,7 @@ fn rebuild_is_byte_identical() {
     let stored: kenosis_core::calibrate::Ranges = serde_json::from_str(&json).unwrap();
     let b = quantize::rebuild(&m, &stored, &cfg()).unwrap();
     assert_eq!(a.model.to_bytes().unwrap(), b.model.to_bytes().unwrap());
-    assert_eq!(a.summary, b.summary);
+    assert_eq!(a.summary.nodes, b.summary.nodes); // notes differ: only quantize() calibrates
     let c = quantize::rebuild(&m, &stored, &cfg()).unwrap();
     assert_eq!(b.model.to_bytes().unwrap(), c.model.to_bytes().unwrap());
 }
@@ -227,8 +227,8 @@ fn rebuild_is_byte_identical() {
 #[test]
 fn hard_swish_and_hard_sigmoid_run_as_qlinear_add_and_mul() {
     let mut rng = Rng::new(6);
-    let mut b = ModelBuilder::new(14).input("x", dt::FLOAT, &[1.into(), 3.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 3, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
+    let mut b = ModelBuilder::new(14).input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
+    for t in conv_init(&mut rng, "a", 8, 8, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
         b = b.initializer(t);
     }
     let m = b
@@ -239,7 +239,7 @@ fn hard_swish_and_hard_sigmoid_run_as_qlinear_add_and_mul() {
         .node(node("Mul", "gate", &["b_out", "hsig_out"], &["gate_out"], vec![]))
         .node(conv("c", "gate_out", "y", 1))
         .build();
-    let f = feeds(8, &[1, 3, 16, 16], 3);
+    let f = feeds(8, &[1, 8, 16, 16], 3);
     let q = quantize::apply(&m, &ranges(&m, &f), &cfg()).unwrap();
     let c = fused_ops(&q.model);
     assert_eq!(count(&c, "QLinearConv"), 2, "{c:?}");
@@ -252,4 +252,95 @@ fn hard_swish_and_hard_sigmoid_run_as_qlinear_add_and_mul() {
     let b = run(&q.model, &f[0]);
     let cos = cosine(&a[0].1, &b[0].1);
     assert!(cos > 0.99, "cosine {cos}");
+}
+
+#[test]
+fn first_conv_on_pixels_stays_float() {
+    let mut rng = Rng::new(11);
+    let mut b = ModelBuilder::new(13).input("x", dt::FLOAT, &[1.into(), 3.into(), 16.into(), 16.into()]).output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
+    for t in conv_init(&mut rng, "a", 8, 3, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
+        b = b.initializer(t);
+    }
+    let m = b
+        .node(conv("a", "x", "a_out", 3))
+        .node(node("Relu", "ra", &["a_out"], &["ra_out"], vec![]))
+        .node(conv("b", "ra_out", "b_out", 3))
+        .node(node("Relu", "rb", &["b_out"], &["rb_out"], vec![]))
+        .node(conv("c", "rb_out", "y", 1))
+        .build();
+    let f = feeds(12, &[1, 3, 16, 16], 2);
+    let q = quantize::apply(&m, &ranges(&m, &f), &cfg()).unwrap();
+    let a = q.summary.nodes.iter().find(|d| d.node == "a").unwrap();
+    assert!(!a.quantized && a.reason.contains("first"), "{a:?}");
+    let c = fused_ops(&q.model);
+    assert_eq!(count(&c, "QLinearConv"), 1, "{c:?}");
+}
+
+#[test]
+fn paddle_style_bias_add_folds_into_the_conv() {
+    let mut rng = Rng::new(13);
+    let m = ModelBuilder::new(13)
+        .input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()])
+        .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()])
+        .initializer(tensor::from_f32("w1", &[8, 8, 3, 3], &rng.vec(576, -0.1, 0.1)))
+        .initializer(tensor::from_f32("b1", &[8], &rng.vec(8, -0.1, 0.1)))
+        .initializer(tensor::from_i64("bshape", &[4], &[1, 8, 1, 1]))
+        .initializer(tensor::from_f32("w2", &[4, 8, 1, 1], &rng.vec(32, -0.3, 0.3)))
+        .node(node("Conv", "c1", &["x", "w1"], &["c1_out"], vec![attr_ints("pads", &[1; 4])]))
+        .node(node("Reshape", "rb", &["b1", "bshape"], &["b1r"], vec![]))
+        .node(node("Add", "add", &["c1_out", "b1r"], &["add_out"], vec![]))
+        .node(node("Relu", "relu", &["add_out"], &["relu_out"], vec![]))
+        .node(node("Conv", "c2", &["relu_out", "w2"], &["y"], vec![]))
+        .build();
+    let q = quantize::quantize(&m, &cfg()).unwrap();
+    assert!(q.summary.notes.iter().any(|n| n.contains("folded into the Conv bias")), "{:?}", q.summary.notes);
+    let c = fused_ops(&q.model);
+    assert_eq!(count(&c, "QLinearConv"), 1, "{c:?}");
+    assert_eq!(count(&c, "QLinearAdd") + count(&c, "Add"), 0, "{c:?}");
+    let f = feeds(14, &[1, 8, 16, 16], 1);
+    let cos = cosine(&run(&m, &f[0])[0].1, &run(&q.model, &f[0])[0].1);
+    assert!(cos > 0.99, "cosine {cos}");
+}
+
+#[test]
+fn secondary_inputs_and_exclusions_stay_float() {
+    let mut rng = Rng::new(15);
+    let mut b = ModelBuilder::new(13)
+        .input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()])
+        .input("scale_factor", dt::FLOAT, &[1.into(), 1.into()])
+        .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
+    for t in conv_init(&mut rng, "a", 8, 8, 3).into_iter().chain(conv_init(&mut rng, "b", 8, 8, 3)).chain(conv_init(&mut rng, "c", 4, 8, 1)) {
+        b = b.initializer(t);
+    }
+    let m = b
+        .initializer(tensor::from_i64("s4", &[4], &[1, 1, 1, 1]))
+        .node(conv("a", "x", "a_out", 3))
+        .node(node("Relu", "ra", &["a_out"], &["ra_out"], vec![]))
+        .node(node("Reshape", "sf", &["scale_factor", "s4"], &["sf4"], vec![]))
+        .node(node("Mul", "scaled", &["ra_out", "sf4"], &["m_out"], vec![]))
+        .node(conv("b", "m_out", "b_out", 3))
+        .node(node("Relu", "rb", &["b_out"], &["rb_out"], vec![]))
+        .node(conv("c", "rb_out", "y", 1))
+        .build();
+    let mut f = feeds(16, &[1, 8, 16, 16], 2);
+    for s in &mut f {
+        s.push(("scale_factor".into(), Feed::F32(ArrayD::from_elem(vec![1, 1], 1.5))));
+    }
+    let r = ranges(&m, &f);
+    let q = quantize::apply(&m, &r, &cfg()).unwrap();
+    let mul = q.summary.nodes.iter().find(|d| d.node == "scaled").unwrap();
+    assert!(!mul.quantized && mul.reason.contains("non-primary"), "{mul:?}");
+    // Everything downstream of the scale_factor path stays float too.
+    let b_conv = q.summary.nodes.iter().find(|d| d.node == "b").unwrap();
+    assert!(!b_conv.quantized && b_conv.reason.contains("non-primary"), "{b_conv:?}");
+    let c = fused_ops(&q.model);
+    assert_eq!(count(&c, "QLinearConv"), 1, "{c:?}");
+    let m2 = conv_relu_model();
+    let r2 = ranges(&m2, &feeds(17, &[1, 8, 16, 16], 2));
+    let ex = quantize::apply(&m2, &r2, &QuantizeConfig { exclude_nodes: vec!["c2".into()], ..cfg() }).unwrap();
+    let d = ex.summary.nodes.iter().find(|d| d.node == "c2").unwrap();
+    assert!(!d.quantized && d.reason.contains("excluded"), "{d:?}");
+    assert_eq!(count(&fused_ops(&ex.model), "QLinearConv"), 1);
+    let e = quantize::apply(&m2, &r2, &QuantizeConfig { exclude_ops: vec!["Conv".into(), "Gemm".into()], ..cfg() }).unwrap_err();
+    assert!(matches!(e, Error::NothingToQuantize(_)), "{e}");
 }

@@ -16,6 +16,7 @@
 
 mod config;
 mod emit;
+mod fold;
 pub mod plan;
 pub mod qparams;
 mod refuse;
@@ -163,6 +164,11 @@ pub fn prepare(fp32: &Model) -> Result<(Model, Vec<String>)> {
     let mut m = fp32.clone();
     let opts = PrepareOptions { min_opset: Some(MIN_OPSET), ..Default::default() };
     let r = passes::prepare(&mut m, &opts)?;
+    let reshapes = fold::fold_constant_reshapes(m.graph_mut())?;
+    let biases = fold::fold_conv_add_bias(m.graph_mut())?;
+    if reshapes + biases > 0 {
+        passes::prune(&mut m)?;
+    }
     let mut notes = Vec::new();
     let mut say = |n: usize, what: &str| {
         if n > 0 {
@@ -176,6 +182,8 @@ pub fn prepare(fp32: &Model) -> Result<(Model, Vec<String>)> {
     say(r.hardswish_fused, "written-out hard-swish pattern(s) rewritten to HardSwish");
     say(r.hardsigmoid_fused, "written-out hard-sigmoid pattern(s) rewritten to HardSigmoid");
     say(r.initializers_merged, "identical initializer(s) merged");
+    say(reshapes, "Reshape(s) of constants folded");
+    say(biases, "Conv -> Add(constant) pair(s) folded into the Conv bias");
     if r.opset_to != r.opset_from {
         notes.push(format!("prepare: opset {} upgraded to {}", r.opset_from, r.opset_to));
     }

@@ -5,6 +5,8 @@
 //! 1. Protection: nodes holding subgraphs, nodes the user excluded, nodes reading data derived
 //!    from a non-primary input, and the detection head (nodes from which no learned
 //!    Conv/ConvTranspose/Gemm/MatMul can be reached) stay float.
+//!    The first Conv, reading image pixels (<= 4 channels) from the model input, stays float too: measured on
+//!    PP-LCNet it is the single most sensitive layer, and with 3 input channels it is cheap.
 //! 2. Learned ops (Conv, Gemm, MatMul) with initializer weights are quantized when their
 //!    input and output have ranges. A Relu, or a Clip whose minimum is 0, that is the only
 //!    reader of the output joins the group: Q goes after it (zero point 0), and ORT drops it.
@@ -159,6 +161,13 @@ fn relu_like(graph: &GraphProto, ix: &GraphIndex, n: &NodeProto) -> bool {
     }
 }
 
+/// True for a Conv on image pixels: at most 4 input channels (weight dim 1 × groups).
+fn pixel_channels(graph: &GraphProto, ix: &GraphIndex, n: &NodeProto) -> bool {
+    let groups = attr_i(n, "group").unwrap_or(1).max(1);
+    n.op_type == "Conv"
+        && n.input.get(1).and_then(|w| ix.initializer(graph, w)).is_some_and(|w| w.dims.get(1).is_some_and(|&c| c * groups <= 4))
+}
+
 /// Makes the plan.
 pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crate::Result<Plan> {
     let ix = GraphIndex::new(graph);
@@ -199,6 +208,11 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
             Some(format!("op type {} excluded", n.op_type))
         } else if let Some(t) = n.input.iter().find(|t| tainted.contains(*t)) {
             Some(format!("reads `{t}`, derived from a non-primary input"))
+        } else if LEARNED_OPS.contains(&n.op_type.as_str())
+            && n.input.first().is_some_and(|x| ix.inputs.contains(x))
+            && pixel_channels(graph, &ix, n)
+        {
+            Some("first layer, reads the model input: kept float for accuracy (per-channel normalised pixels lose precision under one 8-bit scale) at little cost (few input channels)".to_string())
         } else if !reaches_learned[i] {
             Some("detection head / post-processing (after the last learned layer)".to_string())
         } else {
