@@ -115,6 +115,19 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
             .collect();
         return Err(Error::NothingToQuantize(format!("no node can be quantized ({})", why.join("; "))));
     }
+    if !cfg.per_channel {
+        let depthwise = graph
+            .node
+            .iter()
+            .zip(&p.roles)
+            .filter(|(n, r)| n.op_type == "Conv" && matches!(r, Role::Quant(_)) && crate::onnx::graph::attr_i(n, "group").unwrap_or(1) > 1)
+            .count();
+        if depthwise > 0 {
+            summary.notes.push(format!(
+                "{depthwise} grouped/depthwise Conv(s) quantized per tensor; per-channel weights (--per-channel) are usually far more accurate for them"
+            ));
+        }
+    }
     let mut model = prepared.clone();
     let stats = emit::emit(model.graph_mut(), &p, ranges, emit::WeightOpts { bits, per_channel: cfg.per_channel })?;
     summary.q_nodes = stats.q_nodes;
