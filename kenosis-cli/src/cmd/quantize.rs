@@ -89,12 +89,7 @@ pub enum PreprocessArg {
 }
 
 fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
-    let (name, dims) = s.rsplit_once('=').ok_or_else(|| format!("`{s}`: expected NAME=DIMS such as x=1x3x640x640"))?;
-    let dims: Result<Vec<i64>, _> = dims.split(['x', 'X', ',']).map(|d| d.trim().parse::<i64>()).collect();
-    match dims {
-        Ok(d) if !d.is_empty() && d.iter().all(|&v| v > 0) => Ok((name.to_string(), d)),
-        _ => Err(format!("`{s}`: dims must be positive integers separated by x, such as 1x3x640x640")),
-    }
+    kenosis_core::calibrate::parse_input_shape(s).map_err(|e| e.to_string())
 }
 
 impl Args {

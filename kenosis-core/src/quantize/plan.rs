@@ -235,7 +235,7 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
         }
         let n = &nodes[i];
         let op = n.op_type.as_str();
-        let act = |s: &str| !s.is_empty() && ix.initializers.get(s).is_none() && has_range(s);
+        let act = |s: &str| !s.is_empty() && !ix.initializers.contains_key(s) && has_range(s);
         let decided: Result<QNode, String> = (|| {
             let mut q = QNode {
                 kind: Kind::Move,

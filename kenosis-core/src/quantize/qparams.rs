@@ -113,8 +113,9 @@ fn requantize(wq: &mut WeightQuant, values: &[f32], dims: &[i64], qmax: i32) {
             for o in 0..outer {
                 for c in 0..ch {
                     let start = (o * ch + c) * inner;
-                    for i in start..start + inner {
-                        wq.values[i] = quantize_sym(values[i], wq.scales[c], qmax);
+                    let scale = wq.scales[c];
+                    for (q, &v) in wq.values[start..start + inner].iter_mut().zip(&values[start..start + inner]) {
+                        *q = quantize_sym(v, scale, qmax);
                     }
                 }
             }
