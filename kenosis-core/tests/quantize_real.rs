@@ -66,3 +66,19 @@ fn ppocr_cls() {
 fn yolov8n_320() {
     check("320n.onnx", &[1, 3, 320, 320], Preprocess::Unit, "unit", false, false, 0.995);
 }
+
+#[test]
+fn silero_vad_is_left_float_with_a_note() {
+    let Some(models) = shared("models") else { return };
+    let path = models.join("silero_vad.onnx");
+    if !path.exists() {
+        return;
+    }
+    let fp32 = Model::load(&path).unwrap();
+    let cfg = QuantizeConfig { inputs: InputConfig { samples: Some(1), ..Default::default() }, ..Default::default() };
+    let q = quantize::quantize(&fp32, &cfg).unwrap();
+    assert!(q.summary.notes.iter().any(|n| n.contains("subgraphs")), "{:?}", q.summary.notes);
+    assert!(q.summary.quantized.is_empty());
+    let names = |m: &Model| m.graph().input.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fp32), names(&q.model));
+}
