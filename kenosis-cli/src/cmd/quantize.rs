@@ -95,13 +95,20 @@ fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
 impl Args {
     fn config(&self) -> QuantizeConfig {
         let preprocess = match (&self.mean, &self.std, self.preprocess) {
-            (Some(m), Some(s), _) => Preprocess::Custom { mean: [m[0], m[1], m[2]], std: [s[0], s[1], s[2]] },
+            (Some(m), Some(s), _) => Preprocess::Custom {
+                mean: [m[0], m[1], m[2]],
+                std: [s[0], s[1], s[2]],
+            },
             (_, _, PreprocessArg::Unit) => Preprocess::Unit,
             (_, _, PreprocessArg::Half) => Preprocess::Half,
             (_, _, PreprocessArg::Imagenet) => Preprocess::Imagenet,
         };
         let source = if let Some(dir) = &self.calibration_images {
-            Source::Images { dir: dir.clone(), preprocess, bgr: self.bgr }
+            Source::Images {
+                dir: dir.clone(),
+                preprocess,
+                bgr: self.bgr,
+            }
         } else if let Some(dir) = &self.calibration_data {
             Source::Data { dir: dir.clone() }
         } else {
@@ -113,7 +120,11 @@ impl Args {
             target_arch: self.target_arch.clone(),
             exclude_nodes: self.exclude_nodes.clone(),
             exclude_ops: self.exclude_ops.clone(),
-            inputs: InputConfig { source, samples: self.samples, shapes: self.input_shapes.clone() },
+            inputs: InputConfig {
+                source,
+                samples: self.samples,
+                shapes: self.input_shapes.clone(),
+            },
         }
     }
 }
@@ -140,7 +151,8 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     kenosis_core::runtime::Session::from_model(&q.model, &Default::default())?;
     let out_bytes = save_model(&q.model, &args.input, &out, args.force)?;
     if let Some(r) = &args.ranges_out {
-        let json = serde_json::to_string_pretty(&q.ranges).map_err(|e| Failure::Other(format!("can't write ranges: {e}")))?;
+        let json =
+            serde_json::to_string_pretty(&q.ranges).map_err(|e| Failure::Other(format!("can't write ranges: {e}")))?;
         kenosis_core::onnx::model::write_atomic(r, format!("{json}\n").as_bytes())?;
     }
     if args.json {
@@ -157,7 +169,12 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         in_bytes as f64 / out_bytes.max(1) as f64
     );
     if !global.quiet {
-        println!("  weights     {}-bit, {} ({})", s.weight_bits, if s.per_channel { "per channel" } else { "per tensor" }, s.target_arch);
+        println!(
+            "  weights     {}-bit, {} ({})",
+            s.weight_bits,
+            if s.per_channel { "per channel" } else { "per tensor" },
+            s.target_arch
+        );
         println!("  opset       {}", s.opset);
         println!("  quantized   {quantized} of {total} nodes: {}", counts(&s.quantized));
         println!("  kept float  {}", counts(&s.kept_float));

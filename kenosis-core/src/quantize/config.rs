@@ -27,14 +27,18 @@ pub struct QuantizeConfig {
 impl QuantizeConfig {
     /// The target architecture this config resolves to.
     pub fn effective_arch(&self) -> String {
-        self.target_arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string())
+        self.target_arch
+            .clone()
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string())
     }
 
     /// The weight bits this config resolves to, and why.
     pub fn effective_weight_bits(&self) -> Result<(u8, String)> {
         match self.weight_bits {
             Some(b @ (7 | 8)) => Ok((b, format!("{b}-bit weights as configured"))),
-            Some(b) => Err(Error::Config(format!("weight_bits is {b}; use 7 (x86 CPUs without VNNI) or 8 (VNNI/AMX, ARM)"))),
+            Some(b) => Err(Error::Config(format!(
+                "weight_bits is {b}; use 7 (x86 CPUs without VNNI) or 8 (VNNI/AMX, ARM)"
+            ))),
             None => {
                 let arch = self.effective_arch();
                 if matches!(arch.as_str(), "x86_64" | "x86" | "amd64") {
@@ -61,7 +65,8 @@ impl QuantizeConfig {
 
     /// Canonical JSON (stable field order, no whitespace).
     pub fn canonical_json(&self) -> Result<String> {
-        serde_json::to_string(&self.canonical()?).map_err(|e| Error::Config(format!("serializing the quantize config: {e}")))
+        serde_json::to_string(&self.canonical()?)
+            .map_err(|e| Error::Config(format!("serializing the quantize config: {e}")))
     }
 }
 
@@ -71,20 +76,46 @@ mod tests {
 
     #[test]
     fn weight_bits_follow_the_target_not_the_cpu() {
-        let x86 = QuantizeConfig { target_arch: Some("x86_64".into()), ..Default::default() };
+        let x86 = QuantizeConfig {
+            target_arch: Some("x86_64".into()),
+            ..Default::default()
+        };
         assert_eq!(x86.effective_weight_bits().unwrap().0, 7);
-        let arm = QuantizeConfig { target_arch: Some("aarch64".into()), ..Default::default() };
+        let arm = QuantizeConfig {
+            target_arch: Some("aarch64".into()),
+            ..Default::default()
+        };
         assert_eq!(arm.effective_weight_bits().unwrap().0, 8);
-        let forced = QuantizeConfig { target_arch: Some("x86_64".into()), weight_bits: Some(8), ..Default::default() };
+        let forced = QuantizeConfig {
+            target_arch: Some("x86_64".into()),
+            weight_bits: Some(8),
+            ..Default::default()
+        };
         assert_eq!(forced.effective_weight_bits().unwrap().0, 8);
-        let bad = QuantizeConfig { weight_bits: Some(4), ..Default::default() };
-        assert!(bad.effective_weight_bits().unwrap_err().to_string().contains("weight_bits is 4"));
+        let bad = QuantizeConfig {
+            weight_bits: Some(4),
+            ..Default::default()
+        };
+        assert!(bad
+            .effective_weight_bits()
+            .unwrap_err()
+            .to_string()
+            .contains("weight_bits is 4"));
     }
 
     #[test]
     fn canonical_json_ignores_list_order() {
-        let a = QuantizeConfig { exclude_ops: vec!["Sigmoid".into(), "Add".into()], target_arch: Some("x86_64".into()), ..Default::default() };
-        let b = QuantizeConfig { exclude_ops: vec!["Add".into(), "Sigmoid".into(), "Add".into()], target_arch: Some("x86_64".into()), weight_bits: Some(7), ..Default::default() };
+        let a = QuantizeConfig {
+            exclude_ops: vec!["Sigmoid".into(), "Add".into()],
+            target_arch: Some("x86_64".into()),
+            ..Default::default()
+        };
+        let b = QuantizeConfig {
+            exclude_ops: vec!["Add".into(), "Sigmoid".into(), "Add".into()],
+            target_arch: Some("x86_64".into()),
+            weight_bits: Some(7),
+            ..Default::default()
+        };
         assert_eq!(a.canonical_json().unwrap(), b.canonical_json().unwrap());
         let back: QuantizeConfig = serde_json::from_str(&a.canonical_json().unwrap()).unwrap();
         assert_eq!(back, b.canonical().unwrap());

@@ -62,7 +62,10 @@ impl Emitter<'_> {
             .get(t)
             .ok_or_else(|| Error::tensor(t, "has no calibration range; calibrate the prepared model again"))?;
         if !lo.is_finite() || !hi.is_finite() {
-            return Err(Error::tensor(t, format!("calibration range [{lo}, {hi}] is not finite; check the calibration inputs")));
+            return Err(Error::tensor(
+                t,
+                format!("calibration range [{lo}, {hi}] is not finite; check the calibration inputs"),
+            ));
         }
         let p = qparams::activation(lo, hi);
         Ok(self.write_params(t, p))
@@ -80,7 +83,11 @@ impl Emitter<'_> {
 
     fn act_scale(&self, t: &str) -> f32 {
         let Some(p) = self.params.get(t) else { return 1.0 };
-        self.inits.iter().find(|i| i.name == p.scale).and_then(|i| tensor::to_f32(i).ok()).map_or(1.0, |v| v[0])
+        self.inits
+            .iter()
+            .find(|i| i.name == p.scale)
+            .and_then(|i| tensor::to_f32(i).ok())
+            .map_or(1.0, |v| v[0])
     }
 
     /// QuantizeLinear of `t` (written once), returning the 8-bit tensor name.
@@ -91,7 +98,13 @@ impl Emitter<'_> {
         let p = self.act_params(t)?;
         let qn = self.name(&format!("{t}_quantized"));
         let nn = self.name(&format!("{t}_QuantizeLinear"));
-        self.out.push(node("QuantizeLinear", &nn, &[t, &p.scale, &p.zero_point], &[&qn], vec![]));
+        self.out.push(node(
+            "QuantizeLinear",
+            &nn,
+            &[t, &p.scale, &p.zero_point],
+            &[&qn],
+            vec![],
+        ));
         self.stats.q_nodes += 1;
         self.quantized_of.insert(t.to_string(), qn.clone());
         Ok(qn)
@@ -99,11 +112,21 @@ impl Emitter<'_> {
 
     /// A fresh DequantizeLinear of the 8-bit form of `t`, returning its float output.
     fn dequantize(&mut self, t: &str) -> Result<String> {
-        let q = self.quantized_of.get(t).cloned().ok_or_else(|| Error::tensor(t, "read before its QuantizeLinear (graph order)"))?;
+        let q = self
+            .quantized_of
+            .get(t)
+            .cloned()
+            .ok_or_else(|| Error::tensor(t, "read before its QuantizeLinear (graph order)"))?;
         let p = self.act_params(t)?;
         let out = self.name(&format!("{t}_dequantized"));
         let nn = self.name(&format!("{t}_DequantizeLinear"));
-        self.out.push(node("DequantizeLinear", &nn, &[&q, &p.scale, &p.zero_point], &[&out], vec![]));
+        self.out.push(node(
+            "DequantizeLinear",
+            &nn,
+            &[&q, &p.scale, &p.zero_point],
+            &[&out],
+            vec![],
+        ));
         self.stats.dq_nodes += 1;
         Ok(out)
     }
@@ -128,7 +151,11 @@ impl Emitter<'_> {
     /// Scale of Clip(x + beta/alpha, 0, 1/alpha) from the range of `x`.
     fn hard_sigmoid_scale(&self, x: &str, alpha: f32, beta: f32) -> f32 {
         let top = 1.0 / alpha as f64;
-        let hi = self.ranges.0.get(x).map_or(top, |&(_, h)| (h as f64 + beta as f64 / alpha as f64).clamp(0.0, top));
+        let hi = self
+            .ranges
+            .0
+            .get(x)
+            .map_or(top, |&(_, h)| (h as f64 + beta as f64 / alpha as f64).clamp(0.0, top));
         let hi = if hi > 0.0 { hi } else { top };
         qparams::activation(0.0, hi as f32).scale
     }
@@ -142,25 +169,45 @@ impl Emitter<'_> {
         let offset = self.const_u8(&format!("{label}_offset"), &[], &[beta / alpha]);
         let add_out = self.name(&format!("{y}_shifted"));
         let add = self.name(&format!("{label}_add"));
-        self.out.push(node("Add", &add, &[&n.input[0], &offset], &[&add_out], vec![]));
+        self.out
+            .push(node("Add", &add, &[&n.input[0], &offset], &[&add_out], vec![]));
         let lo = self.name(&format!("{label}_clip_min"));
         let hi = self.name(&format!("{label}_clip_max"));
         self.inits.push(tensor::from_f32(&lo, &[], &[0.0]));
         self.inits.push(tensor::from_f32(&hi, &[], &[1.0 / alpha]));
         let clip_out = self.name(&format!("{y}_clipped"));
         let clip = self.name(&format!("{label}_clip"));
-        self.out.push(node("Clip", &clip, &[&add_out, &lo, &hi], &[&clip_out], vec![]));
+        self.out
+            .push(node("Clip", &clip, &[&add_out, &lo, &hi], &[&clip_out], vec![]));
         let st = self.hard_sigmoid_scale(x, alpha, beta);
-        self.write_params(&clip_out, ActParams { scale: st, zero_point: 0 });
+        self.write_params(
+            &clip_out,
+            ActParams {
+                scale: st,
+                zero_point: 0,
+            },
+        );
         let tq = self.quantize(&clip_out)?;
         if !swish {
             self.quantized_of.insert(y, tq);
             return Ok(());
         }
-        let p = self.write_params(&format!("{y}_gate"), ActParams { scale: st * alpha, zero_point: 0 });
+        let p = self.write_params(
+            &format!("{y}_gate"),
+            ActParams {
+                scale: st * alpha,
+                zero_point: 0,
+            },
+        );
         let gate = self.name(&format!("{y}_gate"));
         let dq = self.name(&format!("{y}_gate_DequantizeLinear"));
-        self.out.push(node("DequantizeLinear", &dq, &[&tq, &p.scale, &p.zero_point], &[&gate], vec![]));
+        self.out.push(node(
+            "DequantizeLinear",
+            &dq,
+            &[&tq, &p.scale, &p.zero_point],
+            &[&gate],
+            vec![],
+        ));
         self.stats.dq_nodes += 1;
         let x2 = self.dequantize(x)?;
         let mul = self.name(&format!("{label}_mul"));
@@ -168,13 +215,21 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    fn dq_const(&mut self, base: &str, q: TensorProto, scale: TensorProto, zp: TensorProto, axis: Option<usize>) -> String {
+    fn dq_const(
+        &mut self,
+        base: &str,
+        q: TensorProto,
+        scale: TensorProto,
+        zp: TensorProto,
+        axis: Option<usize>,
+    ) -> String {
         let (qn, sn, zn) = (q.name.clone(), scale.name.clone(), zp.name.clone());
         self.inits.extend([q, scale, zp]);
         let out = self.name(&format!("{base}_dequantized"));
         let nn = self.name(&format!("{base}_DequantizeLinear"));
         let attrs = axis.map(|a| vec![attr_i("axis", a as i64)]).unwrap_or_default();
-        self.out.push(node("DequantizeLinear", &nn, &[&qn, &sn, &zn], &[&out], attrs));
+        self.out
+            .push(node("DequantizeLinear", &nn, &[&qn, &sn, &zn], &[&out], attrs));
         self.stats.dq_nodes += 1;
         out
     }
@@ -231,7 +286,13 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
                 let x = &n.input[q.data_inputs[0]];
                 let st = e.hard_sigmoid_scale(x, alpha, beta);
                 for o in &q.outputs {
-                    e.write_params(o, ActParams { scale: st * alpha, zero_point: 0 });
+                    e.write_params(
+                        o,
+                        ActParams {
+                            scale: st * alpha,
+                            zero_point: 0,
+                        },
+                    );
                 }
             } else if q.kind == Kind::Move {
                 let p = e.act_params(&n.input[q.data_inputs[0]])?;
@@ -263,7 +324,10 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
                 }
                 for &s in &q.const_inputs {
                     let t = n.input[s].clone();
-                    let c = ix.initializer(graph, &t).cloned().ok_or_else(|| Error::tensor(&t, "constant operand not found"))?;
+                    let c = ix
+                        .initializer(graph, &t)
+                        .cloned()
+                        .ok_or_else(|| Error::tensor(&t, "constant operand not found"))?;
                     n.input[s] = e.const_u8(&t, &c.dims, &tensor::to_f32(&c)?);
                     replaced.insert(t);
                 }
@@ -281,14 +345,20 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
                 }
                 if let Some(ws) = q.weight {
                     let wname = n.input[ws].clone();
-                    let wt = ix.initializer(graph, &wname).cloned().ok_or_else(|| Error::tensor(&wname, "weight not found"))?;
+                    let wt = ix
+                        .initializer(graph, &wname)
+                        .cloned()
+                        .ok_or_else(|| Error::tensor(&wname, "weight not found"))?;
                     let wv = tensor::to_f32(&wt)?;
                     let axis = weight_axis(q.kind, &n, w.per_channel).filter(|&a| a < wt.dims.len());
                     let mut wq = qparams::weights(&wv, &wt.dims, axis, w.bits);
                     let bias = match q.bias {
                         Some(bs) => {
                             let bname = n.input[bs].clone();
-                            let bt = ix.initializer(graph, &bname).cloned().ok_or_else(|| Error::tensor(&bname, "bias not found"))?;
+                            let bt = ix
+                                .initializer(graph, &bname)
+                                .cloned()
+                                .ok_or_else(|| Error::tensor(&bname, "bias not found"))?;
                             let bv = tensor::to_f32(&bt)?;
                             let sx = e.act_scale(&old_nodes[i].input[q.data_inputs[0]]);
                             let bq = qparams::bias(&bv, sx, &mut wq, &wv, &wt.dims, w.bits);
@@ -308,7 +378,11 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
                     let qn = e.name(&format!("{base}_quantized"));
                     let sn = e.name(&format!("{base}_scale"));
                     let zn = e.name(&format!("{base}_zero_point"));
-                    let sdims: Vec<i64> = if axis.is_some() { vec![wq.scales.len() as i64] } else { vec![] };
+                    let sdims: Vec<i64> = if axis.is_some() {
+                        vec![wq.scales.len() as i64]
+                    } else {
+                        vec![]
+                    };
                     let zeros = vec![0i8; wq.scales.len()];
                     let out = e.dq_const(
                         &base,
@@ -365,8 +439,11 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
         used.extend(crate::onnx::graph::implicit_inputs(n));
     }
     used.extend(graph.output.iter().map(|o| o.name.clone()));
-    graph.initializer.retain(|t| !replaced.contains(&t.name) || used.contains(&t.name));
-    graph.input.retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
+    graph
+        .initializer
+        .retain(|t| !replaced.contains(&t.name) || used.contains(&t.name));
+    graph
+        .input
+        .retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
     Ok(e.stats)
 }
-

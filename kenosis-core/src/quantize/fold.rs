@@ -16,13 +16,25 @@ pub fn fold_constant_reshapes(g: &mut GraphProto) -> Result<usize> {
         if n.op_type != "Reshape" || n.input.len() < 2 || n.output.len() != 1 || ix.is_output(&n.output[0]) {
             continue;
         }
-        let (Some(data), Some(shape)) = (ix.initializer(g, &n.input[0]), ix.initializer(g, &n.input[1])) else { continue };
+        let (Some(data), Some(shape)) = (ix.initializer(g, &n.input[0]), ix.initializer(g, &n.input[1])) else {
+            continue;
+        };
         if data.data_type != dt::FLOAT {
             continue;
         }
         let Ok(shape) = tensor::to_i64(shape) else { continue };
         let Ok(count) = tensor::len(data) else { continue };
-        let mut dims: Vec<i64> = shape.iter().enumerate().map(|(k, &d)| if d == 0 { data.dims.get(k).copied().unwrap_or(0) } else { d }).collect();
+        let mut dims: Vec<i64> = shape
+            .iter()
+            .enumerate()
+            .map(|(k, &d)| {
+                if d == 0 {
+                    data.dims.get(k).copied().unwrap_or(0)
+                } else {
+                    d
+                }
+            })
+            .collect();
         let known: i64 = dims.iter().filter(|&&d| d > 0).product();
         if let Some(p) = dims.iter().position(|&d| d == -1) {
             if known <= 0 || count as i64 % known != 0 {
@@ -59,14 +71,18 @@ pub fn fold_conv_add_bias(g: &mut GraphProto) -> Result<usize> {
             if n.op_type != "Conv" || n.output.len() != 1 || ix.is_output(&n.output[0]) {
                 continue;
             }
-            let Some(w) = n.input.get(1).and_then(|w| ix.initializer(g, w)) else { continue };
+            let Some(w) = n.input.get(1).and_then(|w| ix.initializer(g, w)) else {
+                continue;
+            };
             let m = w.dims.first().copied().unwrap_or(0);
             let readers = ix.consumers_of(&n.output[0]);
             if readers.len() != 1 || g.node[readers[0]].op_type != "Add" {
                 continue;
             }
             let add = &g.node[readers[0]];
-            let Some(other) = add.input.iter().find(|s| **s != n.output[0]) else { continue };
+            let Some(other) = add.input.iter().find(|s| **s != n.output[0]) else {
+                continue;
+            };
             let Some(c) = ix.initializer(g, other) else { continue };
             let rank = w.dims.len();
             let channel_axis_ok = c.data_type == dt::FLOAT
@@ -90,9 +106,15 @@ pub fn fold_conv_add_bias(g: &mut GraphProto) -> Result<usize> {
             found = Some((i, readers[0], bias, m));
             break;
         }
-        let Some((ci, ai, bias, m)) = found else { return Ok(folded) };
+        let Some((ci, ai, bias, m)) = found else {
+            return Ok(folded);
+        };
         let mut taken = all_names(g);
-        let conv_name = if g.node[ci].name.is_empty() { "conv".to_string() } else { g.node[ci].name.clone() };
+        let conv_name = if g.node[ci].name.is_empty() {
+            "conv".to_string()
+        } else {
+            g.node[ci].name.clone()
+        };
         let bname = unique_name(&mut taken, &format!("{conv_name}_bias"));
         g.initializer.push(tensor::from_f32(&bname, &[m], &bias));
         let add_out = g.node[ai].output[0].clone();

@@ -26,8 +26,8 @@ pub use config::QuantizeConfig;
 pub use summary::{NodeDecision, Summary};
 
 use crate::calibrate::{self, Ranges};
-use crate::onnx::passes::{self, PrepareOptions};
 use crate::error::{Error, Result};
+use crate::onnx::passes::{self, PrepareOptions};
 use crate::onnx::Model;
 use plan::{node_label, Protect, Role};
 use refuse::LEARNED_OPS;
@@ -78,7 +78,11 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
                 });
                 *summary.kept_float.entry(n.op_type.clone()).or_default() += 1;
             }
-            return Ok(Quantized { model: prepared.clone(), ranges: ranges.clone(), summary });
+            return Ok(Quantized {
+                model: prepared.clone(),
+                ranges: ranges.clone(),
+                summary,
+            });
         }
         return Err(Error::NothingToQuantize(format!(
             "the graph `{}` has no Conv, ConvTranspose, Gemm or MatMul; there is no float compute worth quantizing",
@@ -98,12 +102,24 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
     for (i, n) in graph.node.iter().enumerate() {
         let (quantized, reason) = match &p.roles[i] {
             Role::Quant(_) => (true, "quantized".to_string()),
-            Role::Absorbed => (true, "folded into the quantized node before it (Q after the activation)".to_string()),
+            Role::Absorbed => (
+                true,
+                "folded into the quantized node before it (Q after the activation)".to_string(),
+            ),
             Role::Float(why) => (false, why.clone()),
         };
-        let counts = if quantized { &mut summary.quantized } else { &mut summary.kept_float };
+        let counts = if quantized {
+            &mut summary.quantized
+        } else {
+            &mut summary.kept_float
+        };
         *counts.entry(n.op_type.clone()).or_default() += 1;
-        summary.nodes.push(NodeDecision { node: node_label(n), op_type: n.op_type.clone(), quantized, reason });
+        summary.nodes.push(NodeDecision {
+            node: node_label(n),
+            op_type: n.op_type.clone(),
+            quantized,
+            reason,
+        });
     }
     if !p.roles.iter().any(|r| matches!(r, Role::Quant(_))) {
         let why: Vec<String> = summary
@@ -113,14 +129,21 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
             .take(5)
             .map(|d| format!("`{}`: {}", d.node, d.reason))
             .collect();
-        return Err(Error::NothingToQuantize(format!("no node can be quantized ({})", why.join("; "))));
+        return Err(Error::NothingToQuantize(format!(
+            "no node can be quantized ({})",
+            why.join("; ")
+        )));
     }
     if !cfg.per_channel {
         let depthwise = graph
             .node
             .iter()
             .zip(&p.roles)
-            .filter(|(n, r)| n.op_type == "Conv" && matches!(r, Role::Quant(_)) && crate::onnx::graph::attr_i(n, "group").unwrap_or(1) > 1)
+            .filter(|(n, r)| {
+                n.op_type == "Conv"
+                    && matches!(r, Role::Quant(_))
+                    && crate::onnx::graph::attr_i(n, "group").unwrap_or(1) > 1
+            })
             .count();
         if depthwise > 0 {
             summary.notes.push(format!(
@@ -129,12 +152,24 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
         }
     }
     let mut model = prepared.clone();
-    let stats = emit::emit(model.graph_mut(), &p, ranges, emit::WeightOpts { bits, per_channel: cfg.per_channel })?;
+    let stats = emit::emit(
+        model.graph_mut(),
+        &p,
+        ranges,
+        emit::WeightOpts {
+            bits,
+            per_channel: cfg.per_channel,
+        },
+    )?;
     summary.q_nodes = stats.q_nodes;
     summary.dq_nodes = stats.dq_nodes;
     summary.notes.extend(stats.notes);
     model.path = None;
-    Ok(Quantized { model, ranges: ranges.clone(), summary })
+    Ok(Quantized {
+        model,
+        ranges: ranges.clone(),
+        summary,
+    })
 }
 
 /// Quantizes an FP32 model: prepare the graph, calibrate it through ONNX Runtime on the
@@ -144,7 +179,11 @@ pub fn quantize(fp32: &Model, cfg: &QuantizeConfig) -> Result<Quantized> {
 }
 
 /// [`quantize`], calling `progress(done, total)` as calibration samples are run.
-pub fn quantize_with_progress(fp32: &Model, cfg: &QuantizeConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Quantized> {
+pub fn quantize_with_progress(
+    fp32: &Model,
+    cfg: &QuantizeConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Quantized> {
     refuse::check_not_quantized(fp32.graph())?;
     cfg.effective_weight_bits()?;
     let (prepared, prep_notes) = prepare(fp32)?;
@@ -175,7 +214,10 @@ pub fn rebuild(fp32: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<Qu
 /// pass that changed something. Calibration ranges name the tensors of this prepared graph.
 pub fn prepare(fp32: &Model) -> Result<(Model, Vec<String>)> {
     let mut m = fp32.clone();
-    let opts = PrepareOptions { min_opset: Some(MIN_OPSET), ..Default::default() };
+    let opts = PrepareOptions {
+        min_opset: Some(MIN_OPSET),
+        ..Default::default()
+    };
     let r = passes::prepare(&mut m, &opts)?;
     let reshapes = fold::fold_constant_reshapes(m.graph_mut())?;
     let biases = fold::fold_conv_add_bias(m.graph_mut())?;
@@ -191,9 +233,18 @@ pub fn prepare(fp32: &Model) -> Result<(Model, Vec<String>)> {
     say(r.constants_extracted, "Constant node(s) moved to initializers");
     say(r.casts_folded, "Cast(s) of float initializers folded");
     say(r.noops_removed, "Identity/Dropout node(s) removed");
-    say(r.batchnorm_folded, "BatchNormalization node(s) folded into the Conv before");
-    say(r.hardswish_fused, "written-out hard-swish pattern(s) rewritten to HardSwish");
-    say(r.hardsigmoid_fused, "written-out hard-sigmoid pattern(s) rewritten to HardSigmoid");
+    say(
+        r.batchnorm_folded,
+        "BatchNormalization node(s) folded into the Conv before",
+    );
+    say(
+        r.hardswish_fused,
+        "written-out hard-swish pattern(s) rewritten to HardSwish",
+    );
+    say(
+        r.hardsigmoid_fused,
+        "written-out hard-sigmoid pattern(s) rewritten to HardSigmoid",
+    );
     say(r.initializers_merged, "identical initializer(s) merged");
     say(reshapes, "Reshape(s) of constants folded");
     say(biases, "Conv -> Add(constant) pair(s) folded into the Conv bias");

@@ -102,8 +102,20 @@ pub struct Protect {
 
 const UNARY_OPS: &[&str] = &["Sigmoid", "GlobalAveragePool", "AveragePool", "LeakyRelu"];
 const MOVE_OPS: &[&str] = &[
-    "MaxPool", "Resize", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Expand", "Tile",
-    "DepthToSpace", "SpaceToDepth",
+    "MaxPool",
+    "Resize",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Split",
+    "Slice",
+    "Gather",
+    "Expand",
+    "Tile",
+    "DepthToSpace",
+    "SpaceToDepth",
 ];
 
 /// A printable name for a node.
@@ -126,9 +138,17 @@ pub fn primary_input(graph: &GraphProto, ix: &GraphIndex) -> Option<String> {
             _ => None,
         }
     };
-    let floats: Vec<&String> = ix.inputs.iter().filter(|n| rank_of(n).is_some_and(|(t, _)| t == dt::FLOAT)).collect();
+    let floats: Vec<&String> = ix
+        .inputs
+        .iter()
+        .filter(|n| rank_of(n).is_some_and(|(t, _)| t == dt::FLOAT))
+        .collect();
     let _ = graph;
-    floats.iter().find(|n| rank_of(n).is_some_and(|(_, r)| r == 4)).or(floats.first()).map(|s| s.to_string())
+    floats
+        .iter()
+        .find(|n| rank_of(n).is_some_and(|(_, r)| r == 4))
+        .or(floats.first())
+        .map(|s| s.to_string())
 }
 
 fn float_init(graph: &GraphProto, ix: &GraphIndex, name: &str) -> bool {
@@ -165,7 +185,10 @@ fn relu_like(graph: &GraphProto, ix: &GraphIndex, n: &NodeProto) -> bool {
 fn pixel_channels(graph: &GraphProto, ix: &GraphIndex, n: &NodeProto) -> bool {
     let groups = attr_i(n, "group").unwrap_or(1).max(1);
     n.op_type == "Conv"
-        && n.input.get(1).and_then(|w| ix.initializer(graph, w)).is_some_and(|w| w.dims.get(1).is_some_and(|&c| c * groups <= 4))
+        && n.input
+            .get(1)
+            .and_then(|w| ix.initializer(graph, w))
+            .is_some_and(|w| w.dims.get(1).is_some_and(|&c| c * groups <= 4))
 }
 
 /// Makes the plan.
@@ -189,7 +212,12 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
 
     // Tensors derived from non-primary inputs.
     let primary = primary_input(graph, &ix);
-    let mut tainted: HashSet<String> = ix.inputs.iter().filter(|n| Some(*n) != primary.as_ref()).cloned().collect();
+    let mut tainted: HashSet<String> = ix
+        .inputs
+        .iter()
+        .filter(|n| Some(*n) != primary.as_ref())
+        .cloned()
+        .collect();
     for &i in &order {
         let n = &nodes[i];
         if n.input.iter().any(|t| tainted.contains(t)) {
@@ -226,7 +254,9 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
     // Tensors whose producer group writes 8-bit data.
     let mut int8_out: HashSet<String> = HashSet::new();
     let explicit_readers = |t: &str| -> bool {
-        ix.consumers_of(t).iter().all(|&c| nodes[c].input.iter().any(|s| s == t) && subgraphs(&nodes[c]).next().is_none())
+        ix.consumers_of(t)
+            .iter()
+            .all(|&c| nodes[c].input.iter().any(|s| s == t) && subgraphs(&nodes[c]).next().is_none())
     };
 
     for &i in &order {
@@ -284,7 +314,9 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
                     q.data_inputs = vec![0];
                     q.weight = Some(1);
                     if let Some(c) = n.input.get(2).filter(|s| !s.is_empty()) {
-                        let ok = ix.initializer(graph, c).is_some_and(|t| t.data_type == dt::FLOAT && t.dims.len() == 1);
+                        let ok = ix
+                            .initializer(graph, c)
+                            .is_some_and(|t| t.data_type == dt::FLOAT && t.dims.len() == 1);
                         if !ok {
                             return Err(format!("C `{c}` is not a 1-D float32 initializer"));
                         }
@@ -359,7 +391,11 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
                     q.data_inputs = vec![0];
                 }
                 _ if UNARY_OPS.contains(&op) || MOVE_OPS.contains(&op) => {
-                    q.kind = if UNARY_OPS.contains(&op) { Kind::Unary } else { Kind::Move };
+                    q.kind = if UNARY_OPS.contains(&op) {
+                        Kind::Unary
+                    } else {
+                        Kind::Move
+                    };
                     if !int8_out.contains(x) {
                         return Err("input does not come from a quantized node".into());
                     }
@@ -416,6 +452,9 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
             Err(why) => roles[i] = Some(Role::Float(why)),
         }
     }
-    let roles = roles.into_iter().map(|r| r.unwrap_or_else(|| Role::Float("not reached".into()))).collect();
+    let roles = roles
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Role::Float("not reached".into())))
+        .collect();
     Ok(Plan { roles, order })
 }

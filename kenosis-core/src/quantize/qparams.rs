@@ -23,17 +23,30 @@ pub fn activation(min: f32, max: f32) -> ActParams {
     let lo = if min.is_finite() { (min as f64).min(0.0) } else { 0.0 };
     let hi = if max.is_finite() { (max as f64).max(0.0) } else { 0.0 };
     if hi - lo < DEGENERATE {
-        return ActParams { scale: 1.0, zero_point: 0 };
+        return ActParams {
+            scale: 1.0,
+            zero_point: 0,
+        };
     }
     let scale = ((hi - lo) / 255.0) as f32;
     if scale == 0.0 || !scale.is_finite() {
-        return ActParams { scale: 1.0, zero_point: 0 };
+        return ActParams {
+            scale: 1.0,
+            zero_point: 0,
+        };
     }
     let zp = (-lo / scale as f64).round_ties_even().clamp(0.0, 255.0);
     // With zero point 0 the top of the quantized range must not pass `max` by an f32 ulp:
     // ORT drops a Clip(0, max) before Q only if the Q range lies inside it.
-    let scale = if zp == 0.0 && scale as f64 * 255.0 > hi { scale.next_down() } else { scale };
-    ActParams { scale, zero_point: zp as u8 }
+    let scale = if zp == 0.0 && scale as f64 * 255.0 > hi {
+        scale.next_down()
+    } else {
+        scale
+    };
+    ActParams {
+        scale,
+        zero_point: zp as u8,
+    }
 }
 
 /// Symmetric weight range for `bits` (7: ±63, 8: ±127). The zero point is 0.
@@ -94,14 +107,22 @@ pub fn weights(values: &[f32], dims: &[i64], axis: Option<usize>, bits: u8) -> W
                 }
             }
             let scales: Vec<f32> = absmax.iter().map(|&m| sym_scale(m, qmax)).collect();
-            let mut wq = WeightQuant { values: vec![0; values.len()], scales, axis: Some(a) };
+            let mut wq = WeightQuant {
+                values: vec![0; values.len()],
+                scales,
+                axis: Some(a),
+            };
             requantize(&mut wq, values, dims, qmax);
             wq
         }
         _ => {
             let absmax = values.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
             let scale = sym_scale(absmax, qmax);
-            WeightQuant { values: values.iter().map(|&v| quantize_sym(v, scale, qmax)).collect(), scales: vec![scale], axis: None }
+            WeightQuant {
+                values: values.iter().map(|&v| quantize_sym(v, scale, qmax)).collect(),
+                scales: vec![scale],
+                axis: None,
+            }
         }
     }
 }
@@ -114,7 +135,10 @@ fn requantize(wq: &mut WeightQuant, values: &[f32], dims: &[i64], qmax: i32) {
                 for c in 0..ch {
                     let start = (o * ch + c) * inner;
                     let scale = wq.scales[c];
-                    for (q, &v) in wq.values[start..start + inner].iter_mut().zip(&values[start..start + inner]) {
+                    for (q, &v) in wq.values[start..start + inner]
+                        .iter_mut()
+                        .zip(&values[start..start + inner])
+                    {
                         *q = quantize_sym(v, scale, qmax);
                     }
                 }
@@ -147,7 +171,14 @@ pub struct BiasQuant {
 /// weights are), zero point 0. Where |bias / scale| would pass [`BIAS_LIMIT`], that channel's
 /// weight scale is enlarged until it fits and the weights are requantized (`w_values`/`w_dims`
 /// are the float weights), which costs that channel some weight precision but keeps the bias exact.
-pub fn bias(b: &[f32], input_scale: f32, wq: &mut WeightQuant, w_values: &[f32], w_dims: &[i64], bits: u8) -> BiasQuant {
+pub fn bias(
+    b: &[f32],
+    input_scale: f32,
+    wq: &mut WeightQuant,
+    w_values: &[f32],
+    w_dims: &[i64],
+    bits: u8,
+) -> BiasQuant {
     let per_channel = wq.scales.len() > 1 || (wq.axis.is_some() && b.len() == wq.scales.len());
     let mut enlarged = Vec::new();
     for (c, &bv) in b.iter().enumerate() {
@@ -185,7 +216,11 @@ pub fn bias(b: &[f32], input_scale: f32, wq: &mut WeightQuant, w_values: &[f32],
             }
         })
         .collect();
-    BiasQuant { values, scales, enlarged }
+    BiasQuant {
+        values,
+        scales,
+        enlarged,
+    }
 }
 
 /// Quantizes a float value as ORT's QuantizeLinear does (round half to even, saturate).
@@ -204,7 +239,14 @@ mod tests {
 
     #[test]
     fn zero_is_exact_after_nudging() {
-        for &(lo, hi) in &[(-1.3f32, 2.7f32), (-0.01, 100.0), (-5.0, 0.2), (-3.3, 3.3), (0.5, 0.9), (-7.0, -2.0)] {
+        for &(lo, hi) in &[
+            (-1.3f32, 2.7f32),
+            (-0.01, 100.0),
+            (-5.0, 0.2),
+            (-3.3, 3.3),
+            (0.5, 0.9),
+            (-7.0, -2.0),
+        ] {
             let p = activation(lo, hi);
             let q = quantize_u8(0.0, p);
             assert_eq!(dequantize_u8(q, p), 0.0, "range [{lo}, {hi}] -> {p:?}");
@@ -237,11 +279,23 @@ mod tests {
 
     #[test]
     fn degenerate_ranges() {
-        assert_eq!(activation(0.0, 0.0), ActParams { scale: 1.0, zero_point: 0 });
+        assert_eq!(
+            activation(0.0, 0.0),
+            ActParams {
+                scale: 1.0,
+                zero_point: 0
+            }
+        );
         let c = activation(3.0, 3.0); // constant 3: [0, 3]
         assert_eq!(c.zero_point, 0);
         assert!((dequantize_u8(quantize_u8(3.0, c), c) - 3.0).abs() < 1e-6);
-        assert_eq!(activation(f32::NAN, f32::INFINITY), ActParams { scale: 1.0, zero_point: 0 });
+        assert_eq!(
+            activation(f32::NAN, f32::INFINITY),
+            ActParams {
+                scale: 1.0,
+                zero_point: 0
+            }
+        );
     }
 
     #[test]
@@ -272,7 +326,7 @@ mod tests {
         assert!((a1.scales[2] - 4.0 / 127.0).abs() < 1e-9);
         assert_eq!(a1.values[0], 127);
         assert_eq!(a1.values[3], 13); // 0.1 / (1/127) = 12.7
-        // An all-zero channel gets scale 1 and stays exact.
+                                      // An all-zero channel gets scale 1 and stays exact.
         let z = weights(&[0.0, 0.0, 1.0, 1.0], &[2, 2], Some(0), 7);
         assert_eq!(z.scales[0], 1.0);
         assert_eq!(z.values, vec![0, 0, 63, 63]);

@@ -32,7 +32,11 @@ pub fn check_not_quantized(graph: &GraphProto) -> Result<()> {
             return;
         }
         if let Some(n) = g.node.iter().find(|n| QUANTIZED_OPS.contains(&n.op_type.as_str())) {
-            let name = if n.name.is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name.clone() };
+            let name = if n.name.is_empty() {
+                n.output.first().cloned().unwrap_or_default()
+            } else {
+                n.name.clone()
+            };
             found = Some(format!("node `{name}` is a {}", n.op_type));
         }
     });
@@ -48,6 +52,8 @@ pub const LEARNED_OPS: &[&str] = &["Conv", "ConvTranspose", "Gemm", "MatMul"];
 /// True if `graph` or any nested subgraph holds a learned op.
 pub fn has_learned_ops_anywhere(graph: &GraphProto) -> bool {
     let mut any = false;
-    for_each_graph(graph, &mut |g| any |= g.node.iter().any(|n| LEARNED_OPS.contains(&n.op_type.as_str())));
+    for_each_graph(graph, &mut |g| {
+        any |= g.node.iter().any(|n| LEARNED_OPS.contains(&n.op_type.as_str()))
+    });
     any
 }

@@ -19,21 +19,34 @@ pub fn ranges(model: &Model, feeds: &[Vec<(String, Feed)>]) -> Ranges {
     for n in &g.node {
         for o in &n.output {
             if !o.is_empty() && have.insert(o.clone()) {
-                extra.push(ValueInfoProto { name: o.clone(), ..Default::default() });
+                extra.push(ValueInfoProto {
+                    name: o.clone(),
+                    ..Default::default()
+                });
             }
         }
     }
     g.output.extend(extra);
-    let opts = SessionOptions { optimization: Optimization::Disable, ..Default::default() };
+    let opts = SessionOptions {
+        optimization: Optimization::Disable,
+        ..Default::default()
+    };
     let mut s = Session::from_model(&m, &opts).expect("ranges session");
-    let float: HashSet<String> = s.outputs().iter().filter(|o| o.data_type == dt::FLOAT).map(|o| o.name.clone()).collect();
+    let float: HashSet<String> = s
+        .outputs()
+        .iter()
+        .filter(|o| o.data_type == dt::FLOAT)
+        .map(|o| o.name.clone())
+        .collect();
     let mut r: BTreeMap<String, (f32, f32)> = BTreeMap::new();
     for f in feeds {
         for (name, a) in s.run(f).expect("ranges run") {
             if !float.contains(&name) || a.is_empty() {
                 continue;
             }
-            let (lo, hi) = a.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            let (lo, hi) = a
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
             let e = r.entry(name).or_insert((lo, hi));
             e.0 = e.0.min(lo);
             e.1 = e.1.max(hi);
@@ -43,7 +56,9 @@ pub fn ranges(model: &Model, feeds: &[Vec<(String, Feed)>]) -> Ranges {
     for f in feeds {
         for (name, feed) in f {
             if let Feed::F32(a) = feed {
-                let (lo, hi) = a.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                let (lo, hi) = a
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
                 let e = r.entry(name.clone()).or_insert((lo, hi));
                 e.0 = e.0.min(lo);
                 e.1 = e.1.max(hi);
@@ -57,13 +72,20 @@ pub fn ranges(model: &Model, feeds: &[Vec<(String, Feed)>]) -> Ranges {
 pub fn fused_ops(model: &Model) -> BTreeMap<String, usize> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("opt.onnx");
-    let opts = SessionOptions { optimization: Optimization::Extended, optimized_model_path: Some(path.clone()), ..Default::default() };
+    let opts = SessionOptions {
+        optimization: Optimization::Extended,
+        optimized_model_path: Some(path.clone()),
+        ..Default::default()
+    };
     Session::from_model(model, &opts).expect("optimised session");
     let opt = Model::load(&path).expect("optimised model");
     let mut c = BTreeMap::new();
     let g = opt.graph();
-    let producer: BTreeMap<&str, &str> =
-        g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.op_type.as_str()))).collect();
+    let producer: BTreeMap<&str, &str> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.op_type.as_str())))
+        .collect();
     for n in &g.node {
         *c.entry(n.op_type.clone()).or_insert(0) += 1;
         if n.op_type == "Conv" && n.input.first().and_then(|i| producer.get(i.as_str())) == Some(&"DequantizeLinear") {
@@ -94,16 +116,23 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// Runs a model once on one feed set, outputs flattened.
 pub fn run(model: &Model, feed: &[(String, Feed)]) -> Vec<(String, Vec<f32>)> {
     let mut s = Session::from_model(model, &SessionOptions::default()).expect("session");
-    s.run(feed).expect("run").into_iter().map(|(n, a)| (n, a.iter().copied().collect())).collect()
+    s.run(feed)
+        .expect("run")
+        .into_iter()
+        .map(|(n, a)| (n, a.iter().copied().collect()))
+        .collect()
 }
 
 /// `shared/<what>` beside the checkout (or beside the worktree folder), when present.
 pub fn shared(what: &str) -> Option<std::path::PathBuf> {
     let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [base.join("../../shared").join(what), base.join("../../../shared").join(what)]
-        .into_iter()
-        .find(|p| p.is_dir())
-        .and_then(|p| p.canonicalize().ok())
+    [
+        base.join("../../shared").join(what),
+        base.join("../../../shared").join(what),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+    .and_then(|p| p.canonicalize().ok())
 }
 
 /// Images of shared/images (sorted, `skip` then `take`), stretched to `shape` (NCHW), as feeds of input `x`.
@@ -139,4 +168,3 @@ pub fn image_feeds(shape: &[usize], mode: &str, bgr: bool, skip: usize, take: us
         })
         .collect()
 }
-
