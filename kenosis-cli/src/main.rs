@@ -36,6 +36,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     Cast(cmd::cast::Args),
     Diff(cmd::diff::Args),
+    Quantize(cmd::quantize::Args),
     Validate(cmd::validate::Args),
 }
 
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(&global, args),
         Command::Cast(args) => cmd::cast::run(&global, args),
         Command::Diff(args) => cmd::diff::run(&global, args),
+        Command::Quantize(args) => cmd::quantize::run(&global, args),
         Command::Validate(args) => cmd::validate::run(&global, args),
     };
     common::finish(result)

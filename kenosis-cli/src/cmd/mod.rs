@@ -3,4 +3,5 @@
 pub mod cast;
 pub mod diff;
 pub mod inspect;
+pub mod quantize;
 pub mod validate;

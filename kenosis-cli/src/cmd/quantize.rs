@@ -1,0 +1,198 @@
+//! `kenosis quantize IN [-o OUT] [--per-channel] [--weight-bits 7|8] [--calibration-images DIR | --calibration-data DIR] ...`.
+
+use crate::common::{load_model, output_path, save_model, CmdResult, Failure, Global, Progress};
+use kenosis_core::calibrate::{InputConfig, Preprocess, Source};
+use kenosis_core::inspect::human_bytes;
+use kenosis_core::quantize::{self, QuantizeConfig};
+use std::path::PathBuf;
+
+/// Quantize an FP32 model to static INT8 (QDQ) that ONNX Runtime runs with integer kernels.
+///
+/// The graph is prepared (Constant nodes to initializers, opset >= 13, BatchNorm folded,
+/// hard-swish recognised), calibrated through ONNX Runtime (synthetic inputs from a fixed seed
+/// unless images or data are given), and rewritten with QuantizeLinear/DequantizeLinear placed
+/// the way ORT fuses them. Graph outputs, the detection head after the last learned layer and
+/// paths from secondary inputs stay FP32.
+///
+/// Weights are 7-bit by default for x86-64 targets (ORT's integer kernels saturate with
+/// full-range weights on CPUs without VNNI); pass --weight-bits 8 for VNNI/AMX or ARM targets.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The FP32 .onnx model.
+    pub input: PathBuf,
+    /// Where to write the INT8 model [default: IN with .int8.onnx beside it].
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Replace OUT if it exists (never the input model).
+    #[arg(long)]
+    pub force: bool,
+    /// One weight scale per output channel instead of one per tensor.
+    #[arg(long)]
+    pub per_channel: bool,
+    /// Weight bits [default: 7 for x86-64 targets, else 8].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(7..=8))]
+    pub weight_bits: Option<u8>,
+    /// The CPU architecture the model will run on (x86_64, aarch64, ...) [default: this build's].
+    #[arg(long, value_name = "ARCH")]
+    pub target_arch: Option<String>,
+    /// Keep this node in float (repeatable).
+    #[arg(long = "exclude-node", value_name = "NAME")]
+    pub exclude_nodes: Vec<String>,
+    /// Keep every node of this op type in float (repeatable).
+    #[arg(long = "exclude-op", value_name = "TYPE")]
+    pub exclude_ops: Vec<String>,
+    /// Calibrate on the png/jpg images in DIR (stretched to the input's size).
+    #[arg(long, value_name = "DIR", conflicts_with = "calibration_data")]
+    pub calibration_images: Option<PathBuf>,
+    /// Calibrate on .bin/.npy samples in DIR (one sub-folder per input for several inputs).
+    #[arg(long, value_name = "DIR")]
+    pub calibration_data: Option<PathBuf>,
+    /// Pixel normalisation for --calibration-images.
+    #[arg(long, value_enum, default_value = "unit")]
+    pub preprocess: PreprocessArg,
+    /// Custom per-channel mean in 0..1 units, e.g. 0.485,0.456,0.406 (with --std).
+    #[arg(long, value_delimiter = ',', num_args = 3, requires = "std")]
+    pub mean: Option<Vec<f32>>,
+    /// Custom per-channel std in 0..1 units (with --mean).
+    #[arg(long, value_delimiter = ',', num_args = 3, requires = "mean")]
+    pub std: Option<Vec<f32>>,
+    /// Feed image channels in BGR order.
+    #[arg(long)]
+    pub bgr: bool,
+    /// Use at most N calibration samples.
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
+    /// Seed of the synthetic calibration inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fix an input's dynamic dims, e.g. x=1x3x640x640 (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_shape)]
+    pub input_shapes: Vec<(String, Vec<i64>)>,
+    /// Also write the calibration ranges (JSON) here, for offline rebuilds.
+    #[arg(long, value_name = "FILE")]
+    pub ranges_out: Option<PathBuf>,
+    /// Print the decisions as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--preprocess` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PreprocessArg {
+    /// x / 255.
+    Unit,
+    /// (x / 255 - 0.5) / 0.5.
+    Half,
+    /// x / 255, then ImageNet mean/std.
+    Imagenet,
+}
+
+fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
+    kenosis_core::calibrate::parse_input_shape(s).map_err(|e| e.to_string())
+}
+
+impl Args {
+    fn config(&self) -> QuantizeConfig {
+        let preprocess = match (&self.mean, &self.std, self.preprocess) {
+            (Some(m), Some(s), _) => Preprocess::Custom {
+                mean: [m[0], m[1], m[2]],
+                std: [s[0], s[1], s[2]],
+            },
+            (_, _, PreprocessArg::Unit) => Preprocess::Unit,
+            (_, _, PreprocessArg::Half) => Preprocess::Half,
+            (_, _, PreprocessArg::Imagenet) => Preprocess::Imagenet,
+        };
+        let source = if let Some(dir) = &self.calibration_images {
+            Source::Images {
+                dir: dir.clone(),
+                preprocess,
+                bgr: self.bgr,
+            }
+        } else if let Some(dir) = &self.calibration_data {
+            Source::Data { dir: dir.clone() }
+        } else {
+            Source::Synthetic { seed: self.seed }
+        };
+        QuantizeConfig {
+            per_channel: self.per_channel,
+            weight_bits: self.weight_bits,
+            target_arch: self.target_arch.clone(),
+            exclude_nodes: self.exclude_nodes.clone(),
+            exclude_ops: self.exclude_ops.clone(),
+            inputs: InputConfig {
+                source,
+                samples: self.samples,
+                shapes: self.input_shapes.clone(),
+            },
+        }
+    }
+}
+
+/// Runs the command.
+pub fn run(global: &Global, args: Args) -> CmdResult {
+    let out = output_path(&args.input, args.output.as_deref(), "int8", args.force)?;
+    if let Some(r) = &args.ranges_out {
+        if r.exists() && !args.force {
+            return Err(kenosis_core::Error::OutputExists { path: r.clone() }.into());
+        }
+    }
+    let (model, in_bytes) = load_model(&args.input)?;
+    let cfg = args.config();
+    global.runtime()?;
+    let step = Progress::new(global, "calibrating", None);
+    let mut last = 0usize;
+    let q = quantize::quantize_with_progress(&model, &cfg, &mut |done, _total| {
+        step.inc(done.saturating_sub(last) as u64);
+        last = done;
+    })?;
+    step.finish("done");
+    // Nothing is written unless ORT accepts the result.
+    kenosis_core::runtime::Session::from_model(&q.model, &Default::default())?;
+    let out_bytes = save_model(&q.model, &args.input, &out, args.force)?;
+    if let Some(r) = &args.ranges_out {
+        let json =
+            serde_json::to_string_pretty(&q.ranges).map_err(|e| Failure::Other(format!("can't write ranges: {e}")))?;
+        kenosis_core::onnx::model::write_atomic(r, format!("{json}\n").as_bytes())?;
+    }
+    if args.json {
+        return crate::common::print_json(&q.summary);
+    }
+    let s = &q.summary;
+    let quantized: usize = s.quantized.values().sum();
+    let total = quantized + s.kept_float.values().sum::<usize>();
+    println!(
+        "wrote {} ({} → {}, {:.2}× smaller)",
+        out.display(),
+        human_bytes(in_bytes),
+        human_bytes(out_bytes),
+        in_bytes as f64 / out_bytes.max(1) as f64
+    );
+    if !global.quiet {
+        println!(
+            "  weights     {}-bit, {} ({})",
+            s.weight_bits,
+            if s.per_channel { "per channel" } else { "per tensor" },
+            s.target_arch
+        );
+        println!("  opset       {}", s.opset);
+        println!("  quantized   {quantized} of {total} nodes: {}", counts(&s.quantized));
+        println!("  kept float  {}", counts(&s.kept_float));
+        for n in &s.notes {
+            println!("  note: {n}");
+        }
+        if global.verbose > 0 {
+            for d in s.nodes.iter().filter(|d| !d.quantized) {
+                println!("  float {} ({}): {}", d.node, d.op_type, d.reason);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn counts(m: &std::collections::BTreeMap<String, usize>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,72 @@
+// `kenosis quantize` end to end on a fixture built in code.
+mod common;
+
+use common::{kenosis, stderr, stdout};
+use kenosis_core::onnx::builder::{attr_ints, node, ModelBuilder, Rng, D};
+use kenosis_core::onnx::proto::data_type as dt;
+use kenosis_core::onnx::{tensor, Model, SaveOptions};
+
+fn fixture(path: &std::path::Path) {
+    let mut rng = Rng::new(3);
+    let mut b = ModelBuilder::new(13)
+        .input("x", dt::FLOAT, &[D::S("N"), 8.into(), 8.into(), 8.into()])
+        .output("y", dt::FLOAT, &[D::S("N"), 4.into(), 8.into(), 8.into()]);
+    for (name, m, c, k) in [("a", 8i64, 8i64, 3i64), ("b", 8, 8, 3), ("c", 4, 8, 1)] {
+        b = b
+            .initializer(tensor::from_f32(
+                &format!("{name}_w"),
+                &[m, c, k, k],
+                &rng.vec((m * c * k * k) as usize, -0.2, 0.2),
+            ))
+            .initializer(tensor::from_f32(
+                &format!("{name}_b"),
+                &[m],
+                &rng.vec(m as usize, -0.1, 0.1),
+            ));
+    }
+    let pads = |k: i64| vec![attr_ints("pads", &[k / 2; 4])];
+    b.node(node("Conv", "a", &["x", "a_w", "a_b"], &["a_out"], pads(3)))
+        .node(node("Relu", "ra", &["a_out"], &["ra_out"], vec![]))
+        .node(node("Conv", "b", &["ra_out", "b_w", "b_b"], &["b_out"], pads(3)))
+        .node(node("Relu", "rb", &["b_out"], &["rb_out"], vec![]))
+        .node(node("Conv", "c", &["rb_out", "c_w", "c_b"], &["y"], vec![]))
+        .build()
+        .save(path, &SaveOptions::default())
+        .unwrap();
+}
+
+#[test]
+fn quantizes_and_refuses_its_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.onnx");
+    fixture(&input);
+    let out = dir.path().join("m.int8.onnx");
+    let ranges = dir.path().join("ranges.json");
+    let o = kenosis(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--target-arch",
+        "x86_64",
+        "--ranges-out",
+        ranges.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("7-bit"), "{}", stdout(&o));
+    let q = Model::load(&out).unwrap();
+    assert!(q.graph().node.iter().any(|n| n.op_type == "QuantizeLinear"));
+    assert!(std::fs::read_to_string(&ranges).unwrap().contains("ra_out"));
+    // The input is never overwritten, an existing output needs --force, a quantized model is refused.
+    let again = kenosis(&["quantize", input.to_str().unwrap(), "--samples", "2"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    let refused = kenosis(&[
+        "quantize",
+        out.to_str().unwrap(),
+        "-o",
+        dir.path().join("x.onnx").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("already quantized"), "{}", stderr(&refused));
+    assert!(!dir.path().join("x.onnx").exists());
+}
