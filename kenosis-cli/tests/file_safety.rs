@@ -16,7 +16,8 @@ use std::process::Command;
 
 /// The commands that write a model: arguments before `-o OUT`. Add a writing command here and
 /// every test below covers it.
-const WRITERS: &[&[&str]] = &[&["cast", "{in}", "--to", "fp16"], &["cast", "{in}", "--to", "bf16"]];
+const WRITERS: &[&[&str]] =
+    &[&["cast", "{in}", "--to", "fp16"], &["cast", "{in}", "--to", "bf16"], &["quantize", "{in}", "--samples", "2"]];
 
 fn args<'a>(w: &[&'a str], input: &'a str, out: &'a str, force: bool) -> Vec<&'a str> {
     let mut v: Vec<&str> = w.iter().map(|a| if *a == "{in}" { input } else { a }).collect();
@@ -27,14 +28,17 @@ fn args<'a>(w: &[&'a str], input: &'a str, out: &'a str, force: bool) -> Vec<&'a
     v
 }
 
-/// A Conv model with 147 KB of weights, so outputs don't fit in a few KB.
+/// A Conv → Relu → Conv model with 150 KB of weights, so outputs don't fit in a few KB.
 fn big_fixture(path: &Path) {
     let mut rng = Rng::new(9);
     ModelBuilder::new(13)
         .input("x", dt::FLOAT, &[1.into(), 64.into(), 8.into(), 8.into()])
         .initializer(tensor::from_f32("w", &[64, 64, 3, 3], &rng.vec(64 * 64 * 9, -0.1, 0.1)))
-        .node(node("Conv", "conv", &["x", "w"], &["y"], vec![attr_ints("pads", &[1, 1, 1, 1])]))
-        .output("y", dt::FLOAT, &[D::N(1), 64.into(), 8.into(), 8.into()])
+        .initializer(tensor::from_f32("w2", &[8, 64, 1, 1], &rng.vec(8 * 64, -0.1, 0.1)))
+        .node(node("Conv", "conv", &["x", "w"], &["c"], vec![attr_ints("pads", &[1, 1, 1, 1])]))
+        .node(node("Relu", "relu", &["c"], &["r"], vec![]))
+        .node(node("Conv", "head", &["r", "w2"], &["y"], vec![]))
+        .output("y", dt::FLOAT, &[D::N(1), 8.into(), 8.into(), 8.into()])
         .build()
         .save(path, &SaveOptions::default())
         .unwrap();
@@ -161,4 +165,43 @@ fn full_file_system_gives_a_clear_error_and_no_partial_file() {
         assert!(listing(&mnt).is_empty(), "{w:?}: no partial or temp file: {:?}", listing(&mnt));
     }
     assert_eq!(sha(&input), before);
+}
+
+/// `quantize --ranges-out` is a second output: it follows the same rules (never the input,
+/// --force to replace, no directory in its place), checked before any work.
+#[test]
+fn ranges_out_follows_the_output_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.onnx");
+    big_fixture(&input);
+    let before = sha(&input);
+    let i = input.to_str().unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = out.to_str().unwrap();
+    for force in [false, true] {
+        let mut a = vec!["quantize", i, "-o", o, "--samples", "2", "--ranges-out", i];
+        if force {
+            a.push("--force");
+        }
+        let r = kenosis(&a);
+        assert_eq!(r.status.code(), Some(2), "{a:?}: {}", stderr(&r));
+        assert_eq!(sha(&input), before, "{a:?}: the input model is never modified");
+        assert!(!out.exists(), "{a:?}: nothing written when an output is refused");
+    }
+    let r = kenosis(&["quantize", i, "-o", o, "--samples", "2", "--ranges-out", dir.path().to_str().unwrap(), "--force"]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(!out.exists());
+}
+
+#[test]
+fn ranges_out_is_not_the_model_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.onnx");
+    big_fixture(&input);
+    let out = dir.path().join("out.onnx");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let r = kenosis(&["quantize", i, "-o", o, "--samples", "2", "--ranges-out", o, "--force"]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("also the model output"), "{}", stderr(&r));
+    assert!(!out.exists());
 }

@@ -133,8 +133,11 @@ impl Args {
 pub fn run(global: &Global, args: Args) -> CmdResult {
     let out = output_path(&args.input, args.output.as_deref(), "int8", args.force)?;
     if let Some(r) = &args.ranges_out {
-        if r.exists() && !args.force {
-            return Err(kenosis_core::Error::OutputExists { path: r.clone() }.into());
+        // A second output under OUT's rules: never the input model, --force to replace, no
+        // directory in its place; and not OUT itself.
+        output_path(&args.input, Some(r), "ranges", args.force)?;
+        if std::path::absolute(r).ok() == std::path::absolute(&out).ok() {
+            return Err(Failure::BadInput(format!("--ranges-out {} is also the model output; choose another file", r.display())));
         }
     }
     let (model, in_bytes) = load_model(&args.input)?;
