@@ -1,6 +1,6 @@
 //! Calibration and validation data that doesn't fit the model: each error names the file and
-//! exits 2 (bad input). Runs through `kenosis validate`, the command that takes sample data;
-//! `kenosis quantize` reads its data through the same `calibrate::load_samples`.
+//! exits 2 (bad input), through both commands that take sample data: `kenosis quantize`
+//! (calibration) and `kenosis validate`.
 
 mod common;
 
@@ -32,6 +32,26 @@ fn data_that_does_not_fit_names_the_file() {
         (&["--images", empty.to_str().unwrap()], "empty"),
         (&["--data", empty.to_str().unwrap()], "empty"),
     ];
+    let out = dir.path().join("out.onnx");
+    let quantize_cases = [
+        (vec!["--calibration-data", data.to_str().unwrap()], "short.bin"),
+        (vec!["--calibration-images", images.to_str().unwrap()], "broken.png"),
+        (vec!["--calibration-images", empty.to_str().unwrap()], "empty"),
+        (vec!["--calibration-data", empty.to_str().unwrap()], "empty"),
+    ];
+    for (extra, needle) in quantize_cases {
+        let mut args = vec!["quantize", m, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(&extra);
+        let o = kenosis(&args);
+        let err = stderr(&o);
+        if o.status.code() == Some(3) {
+            println!("skipped: ONNX Runtime is missing ({err})");
+            return;
+        }
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?} must name {needle}: {err}");
+        assert!(!out.exists(), "nothing written");
+    }
     for (extra, needle) in cases {
         let mut args = vec!["validate", m, m, "--runs", "1"];
         args.extend_from_slice(extra);
