@@ -186,6 +186,8 @@ pub struct Record {
     pub key_inputs: KeyInputs,
     /// Activation ranges from calibration (tensor -> [min, max]).
     pub ranges: Value,
+    /// The INT8 model the record rebuilds: an offline build checks it made these bytes.
+    pub int8: FileDigest,
     /// The ONNX Runtime version that calibrated and validated.
     pub ort_version: String,
     /// The Kenosis version that wrote the record (informative; not matched).
@@ -447,6 +449,7 @@ mod tests {
             key: inp.key(),
             key_inputs: inp,
             ranges: json!({"x": [0.0, 1.0]}),
+            int8: FileDigest::of_bytes("model.int8.onnx", b"int8"),
             ort_version: "1.31.1".into(),
             kenosis_version: crate::VERSION.into(),
             summary: json!({}),
