@@ -232,7 +232,6 @@ impl Config {
             }
             Err(e) => return Err(e),
         };
-        let ctx = run::Ctx::from_env(meta.target_dir.as_deref())?;
         let jobs: Vec<(String, Settings)> = if self.models.is_empty() {
             if meta.models.is_empty() {
                 return Err(Error::NoModels { manifest });
@@ -248,6 +247,7 @@ impl Config {
                 })
                 .collect()
         };
+        let ctx = run::Ctx::from_env(meta.target_dir.as_deref())?;
         let mut out = Vec::new();
         for (model, own) in jobs {
             // Per-model Cargo.toml settings, then the builder's, then Cargo.toml's defaults.
