@@ -3,16 +3,21 @@
 
 use std::path::PathBuf;
 
+/// `shared/<what>` in the nearest folder above the checkout that has one (`../shared` beside
+/// the checkout, or further up for worktrees kept in a sub-folder).
+fn shared(what: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors().skip(2).map(|a| a.join("shared").join(what)).find(|p| p.is_dir()).and_then(|p| p.canonicalize().ok())
+}
+
 /// `../shared/models` beside the checkout, when present (a fresh clone passes without it).
 pub fn shared_models() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
-    p.is_dir().then(|| p.canonicalize().ok()).flatten()
+    shared("models")
 }
 
 /// `../shared/images` beside the checkout, when present.
 pub fn shared_images() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images");
-    p.is_dir().then(|| p.canonicalize().ok()).flatten()
+    shared("images")
 }
 
 /// The vision models of ../shared/models with the input shape each is run at.

@@ -1,0 +1,5 @@
+//! One module per command: clap `Args` plus `run(&Global, Args) -> CmdResult`.
+
+pub mod cast;
+pub mod diff;
+pub mod inspect;
