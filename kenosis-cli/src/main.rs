@@ -34,6 +34,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     Cast(cmd::cast::Args),
     Diff(cmd::diff::Args),
+    Prepare(cmd::prepare::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(&global, args),
         Command::Cast(args) => cmd::cast::run(&global, args),
         Command::Diff(args) => cmd::diff::run(&global, args),
+        Command::Prepare(args) => cmd::prepare::run(&global, args),
     };
     common::finish(result)
 }
