@@ -1,37 +1,35 @@
-//! The calls into kenosis-core's pipeline: the same functions the CLI runs.
+//! The calls into kenosis-core's pipeline: the same functions `kenosis quantize` and
+//! `kenosis validate` run.
 
 use crate::settings::Resolved;
-use kenosis_core::calibrate::{self, Ranges};
+use kenosis_core::calibrate::Ranges;
 use kenosis_core::onnx::Model;
 use kenosis_core::quantize::{self, QuantizeConfig, Quantized};
 use kenosis_core::validate::{self, Report, ValidateOptions};
 use kenosis_core::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The quantizer's config for these settings.
-pub(crate) fn quantize_config(r: &Resolved) -> QuantizeConfig {
+/// The quantizer's config for these settings; calibration folders resolved against `manifest_dir`.
+pub(crate) fn quantize_config(r: &Resolved, manifest_dir: &Path) -> QuantizeConfig {
     QuantizeConfig {
         per_channel: r.per_channel,
         weight_bits: r.weight_bits,
         target_arch: Some(r.target_arch.clone()),
         exclude_nodes: r.exclude_nodes.clone(),
         exclude_ops: r.exclude_ops.clone(),
+        inputs: r.input_config(manifest_dir),
         ..Default::default()
     }
 }
 
-/// Prepares, calibrates (needs ONNX Runtime) and quantizes; also returns the data files read.
-pub(crate) fn quantize(fp32: &Model, r: &Resolved, manifest_dir: &Path) -> Result<(Quantized, Vec<PathBuf>)> {
-    let prepared = quantize::prepare(fp32)?;
-    let samples = calibrate::load_samples(&prepared, &r.input_config(manifest_dir))?;
-    let ranges = calibrate::collect_ranges(&prepared, &samples)?;
-    let q = quantize::apply(&prepared, &ranges, &quantize_config(r))?;
-    Ok((q, samples.files))
+/// Prepares, calibrates (needs ONNX Runtime) and quantizes.
+pub(crate) fn quantize(fp32: &Model, r: &Resolved, manifest_dir: &Path) -> Result<Quantized> {
+    quantize::quantize(fp32, &quantize_config(r, manifest_dir))
 }
 
 /// Rebuilds the INT8 model from recorded ranges, without ONNX Runtime.
-pub(crate) fn rebuild(fp32: &Model, ranges: &Ranges, r: &Resolved) -> Result<Quantized> {
-    quantize::rebuild(fp32, ranges, &quantize_config(r))
+pub(crate) fn rebuild(fp32: &Model, ranges: &Ranges, r: &Resolved, manifest_dir: &Path) -> Result<Quantized> {
+    quantize::rebuild(fp32, ranges, &quantize_config(r, manifest_dir))
 }
 
 /// Validates on the calibration inputs, 1 thread.

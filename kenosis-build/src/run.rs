@@ -118,7 +118,7 @@ pub(crate) fn build(ctx: &Ctx, written: &str, r: &Resolved) -> Result<Artifact> 
 
     let fp32 = Model::load(&model_path).map_err(|e| Error::core(written, e))?;
     let (origin, dir_key, int8, record) = if ctx.offline {
-        let (int8, rec) = from_record(written, &fp32, r, &inputs, &record_path, "KENOSIS_OFFLINE is set")?;
+        let (int8, rec) = from_record(&ctx.manifest_dir, written, &fp32, r, &inputs, &record_path, "KENOSIS_OFFLINE is set")?;
         (Origin::Record, key.clone(), int8, rec)
     } else {
         match kenosis_core::runtime::runtime() {
@@ -129,7 +129,7 @@ pub(crate) fn build(ctx: &Ctx, written: &str, r: &Resolved) -> Result<Artifact> 
             }
             Err(e) if record_path.is_file() => {
                 warn(&format!("kenosis: {written}: no ONNX Runtime ({}); rebuilding from the offline record", first_line(&e.to_string())));
-                let (int8, rec) = from_record(written, &fp32, r, &inputs, &record_path, "no ONNX Runtime")?;
+                let (int8, rec) = from_record(&ctx.manifest_dir, written, &fp32, r, &inputs, &record_path, "no ONNX Runtime")?;
                 (Origin::Record, key.clone(), int8, rec)
             }
             Err(e) => return Err(Error::core(written, e)),
@@ -195,10 +195,8 @@ fn online(
             Lookup::Miss => {}
         }
     }
-    let (q, files) = pipeline::quantize(fp32, r, &ctx.manifest_dir).map_err(|e| Error::core(written, e))?;
-    for f in files {
-        directive(&format!("rerun-if-changed={}", f.display()));
-    }
+    // Every file of the calibration folder already has its rerun-if-changed (see `build`).
+    let q = pipeline::quantize(fp32, r, &ctx.manifest_dir).map_err(|e| Error::core(written, e))?;
     let int8 = q.model.to_bytes().map_err(|e| Error::core(written, e))?;
     let report = pipeline::validate(fp32, &q.model, r, &ctx.manifest_dir).map_err(|e| Error::core(written, e))?;
     let record = Record {
@@ -209,8 +207,8 @@ fn online(
         int8: FileDigest::of_bytes(INT8_FILE, &int8),
         ort_version: ort_version.to_string(),
         kenosis_version: kenosis_core::VERSION.to_string(),
-        summary: exact_json(&q.summary),
-        report: exact_json(&report),
+        summary: relative(exact_json(&q.summary), &ctx.manifest_dir),
+        report: relative(exact_json(&report), &ctx.manifest_dir),
     };
     if let Some(shared) = &ctx.shared {
         let report_json = cache::pretty_json(&record.report);
@@ -234,6 +232,7 @@ fn read_hit(dir: &Path) -> Option<(Vec<u8>, Record)> {
 
 /// Rebuilds from the committed record, without ONNX Runtime.
 fn from_record(
+    manifest_dir: &Path,
     written: &str,
     fp32: &Model,
     r: &Resolved,
@@ -246,7 +245,7 @@ fn from_record(
         model: written.to_string(),
         reason: format!("{}: the ranges can't be read ({e}); run `kenosis prepare`", record_path.display()),
     })?;
-    let q = pipeline::rebuild(fp32, &ranges, r).map_err(|e| Error::core(written, e))?;
+    let q = pipeline::rebuild(fp32, &ranges, r, manifest_dir).map_err(|e| Error::core(written, e))?;
     let int8 = q.model.to_bytes().map_err(|e| Error::core(written, e))?;
     let got = FileDigest::of_bytes(INT8_FILE, &int8);
     if got.sha256 != rec.int8.sha256 {
@@ -273,6 +272,13 @@ fn load_matching(written: &str, record_path: &Path, inputs: &KeyInputs, why: &st
 
 fn check_record(written: &str, record_path: &Path, inputs: &KeyInputs) -> Result<()> {
     load_matching(written, record_path, inputs, "`kenosis prepare --check` found no record").map(|_| ())
+}
+
+/// `v` with the crate folder cut from the paths in its notes, so records read the same in every checkout.
+fn relative(v: Value, manifest_dir: &Path) -> Value {
+    let prefix = format!("{}/", manifest_dir.display());
+    let text = v.to_string().replace(&prefix, "");
+    serde_json::from_str(&text).unwrap_or(v)
 }
 
 /// Serializes through text so f32 values keep their shortest form (and their exact bits).

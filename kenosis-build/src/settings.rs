@@ -208,8 +208,12 @@ impl Resolved {
         };
         let shapes: BTreeMap<&str, &Vec<i64>> = self.shapes.iter().map(|(n, d)| (n.as_str(), d)).collect();
         // The quantizer's own canonical form covers every setting it has, now and later.
-        let cfg = crate::pipeline::quantize_config(self);
-        let quantize = cfg.canonical().ok().and_then(|c| serde_json::to_value(c).ok()).unwrap_or(Value::Null);
+        // Its inputs hold absolute folders; `calibration` below has them as written instead.
+        let cfg = crate::pipeline::quantize_config(self, Path::new(""));
+        let mut quantize = cfg.canonical().ok().and_then(|c| serde_json::to_value(c).ok()).unwrap_or(Value::Null);
+        if let Some(m) = quantize.as_object_mut() {
+            m.remove("inputs");
+        }
         json!({
             "quantize": quantize,
             "calibration": calibration,
@@ -267,6 +271,7 @@ mod tests {
         assert_eq!(k["calibration"]["preprocess"], "half");
         assert_eq!(k["quantize"]["exclude_ops"], json!(["Add", "Softmax"]));
         assert_eq!(k["quantize"]["weight_bits"], 7);
+        assert!(k["quantize"].get("inputs").is_none());
         assert_ne!(k, s.resolve("m.onnx", "aarch64").unwrap().key_config());
     }
 

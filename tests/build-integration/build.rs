@@ -11,11 +11,12 @@ fn main() -> Result<(), kenosis_build::Error> {
     // A real model with real calibration images.
     Config::new()
         .model("../../examples/orientation/models/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+        // Depthwise convs (MobileNetV3) need one scale per channel.
+        .per_channel()
         .calibration_images("../../examples/orientation/calib")
         .preprocess(Preprocess::Half)
         .bgr()
         .input_shape("x", [1, 3, 48, 192])
-        .min_cosine(0.995)
         .run()?;
     Ok(())
 }
