@@ -114,6 +114,20 @@ pub fn finish(result: CmdResult) -> ExitCode {
     }
 }
 
+/// A panic is a Kenosis bug: print one line asking for a report (no backtrace unless
+/// `RUST_BACKTRACE` asks for one) and exit 1.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if kenosis_core::env::var("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            default(info);
+        } else {
+            eprintln!("error: internal error in kenosis ({info}); please report it with the command you ran");
+        }
+        std::process::exit(i32::from(EXIT_OTHER));
+    }));
+}
+
 /// Loads the model at `path`, with bad-input errors that name the file. Returns the model and
 /// the size of its file.
 pub fn load_model(path: &Path) -> Result<(Model, u64), Failure> {
@@ -137,7 +151,10 @@ pub fn output_path(input: &Path, out: Option<&Path>, suffix: &str, force: bool) 
         return Err(kenosis_core::Error::OverwriteInput { path }.into());
     }
     if path.is_dir() {
-        return Err(Failure::BadInput(format!("{} is a directory; give the path of the .onnx file to write", path.display())));
+        return Err(Failure::BadInput(format!(
+            "{} is a directory; give the path of the .onnx file to write",
+            path.display()
+        )));
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !parent.is_dir() {

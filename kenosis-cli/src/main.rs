@@ -14,7 +14,9 @@ use std::process::ExitCode;
 /// Turn FP32 ONNX vision models into fast, accurate INT8 models for ONNX Runtime, and look inside them.
 #[derive(Debug, Parser)]
 #[command(name = "kenosis", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 ok, 1 other failure, 2 bad input, 3 ONNX Runtime missing, 4 quality gate failed.")]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 other failure, 2 bad input, 3 ONNX Runtime missing, 4 quality gate failed."
+)]
 struct Cli {
     /// Print only results and errors (no progress, no notes).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -35,9 +37,11 @@ enum Command {
     Cast(cmd::cast::Args),
     Diff(cmd::diff::Args),
     Prepare(cmd::prepare::Args),
+    Validate(cmd::validate::Args),
 }
 
 fn main() -> ExitCode {
+    common::install_panic_hook();
     let cli = Cli::parse();
     let global = common::Global { quiet: cli.quiet, verbose: cli.verbose, ort_lib: cli.ort_lib };
     let result = match cli.command {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Cast(args) => cmd::cast::run(&global, args),
         Command::Diff(args) => cmd::diff::run(&global, args),
         Command::Prepare(args) => cmd::prepare::run(&global, args),
+        Command::Validate(args) => cmd::validate::run(&global, args),
     };
     common::finish(result)
 }

@@ -36,7 +36,9 @@ fn bad_model_files_exit_2_naming_the_file() {
     let folder = dir.path().join("folder.onnx");
     fs::create_dir(&folder).unwrap();
     let g = good.to_str().unwrap();
-    for (bad, why) in [(&missing, "no such file"), (&empty, "empty"), (&junk, "not an ONNX model"), (&folder, "directory")] {
+    for (bad, why) in
+        [(&missing, "no such file"), (&empty, "empty"), (&junk, "not an ONNX model"), (&folder, "directory")]
+    {
         let b = bad.to_str().unwrap();
         let out = dir.path().join("out.onnx");
         let o_str = out.to_str().unwrap();
@@ -68,7 +70,7 @@ fn inspect_text_and_json() {
     let o = kenosis(&["inspect", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for want in ["IR version:  8", "ai.onnx 13", "x: float32 [N, 3, 4, 4]", "Conv 1", "quantized:   no", "236"] {
+    for want in ["IR version:  8", "ai.onnx 13", "x: float32 [N, 3, 4, 4]", "Conv 1", "quantized:   no", "3776"] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     let o = kenosis(&["inspect", "--json", p.to_str().unwrap()]);
@@ -76,7 +78,7 @@ fn inspect_text_and_json() {
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
     assert_eq!(j["ops"]["Conv"], 1);
     assert_eq!(j["ops"]["Constant"], 1);
-    assert_eq!(j["params"], 108 + 128);
+    assert_eq!(j["params"], 1728 + 2048);
     assert_eq!(j["bytes"], fs::metadata(&p).unwrap().len());
     assert_eq!(j["opset"]["ai.onnx"], 13);
     assert_eq!(j["inputs"][0]["name"], "x");
@@ -139,7 +141,8 @@ fn cast_output_rules() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "quiet: {}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 1);
-    let j: serde_json::Value = serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", bf.to_str().unwrap()]))).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", bf.to_str().unwrap()]))).unwrap();
     assert_eq!(j["initializer_dtypes"]["bfloat16"], 1, "{j}");
     // Without a terminal, progress is plain lines on stderr.
     let o = kenosis(&["cast", i, "--to", "bf16", "-o", bf.to_str().unwrap(), "--force"]);

@@ -90,12 +90,14 @@ fn inspect_op_counts_match_an_independent_count() {
     }
     // Spot checks against MANIFEST.md.
     let j: serde_json::Value =
-        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("silero_vad.onnx").to_str().unwrap()]))).unwrap();
+        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("silero_vad.onnx").to_str().unwrap()])))
+            .unwrap();
     assert_eq!(j["ops"]["If"], 1);
     assert_eq!(j["subgraph_ops"]["LSTM"], 4);
     assert_eq!(j["inputs"][2]["dtype"], "int64");
     let j: serde_json::Value =
-        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("layout_cdla.onnx").to_str().unwrap()]))).unwrap();
+        serde_json::from_str(&stdout(&kenosis(&["inspect", "--json", dir.join("layout_cdla.onnx").to_str().unwrap()])))
+            .unwrap();
     assert_eq!(j["opset"]["Paddle"], 1);
     assert_eq!(j["ops"]["BatchNormalization"], 94);
 }
@@ -117,7 +119,11 @@ const VISION: &[(&str, usize, usize, bool, Norm)] = &[
     ("layout_cdla.onnx", 800, 608, false, Norm::Imagenet),
 ];
 
-const IMAGES: &[&str] = &["camera.png", "text.png", "motorcycle_right.png", "retina.jpg"];
+/// FP32 outputs whose largest magnitude is below this are all-zero maps (the text detector on
+/// an image without text); cosine between two such maps measures noise, so they are skipped.
+const DEGENERATE: f32 = 1e-3;
+/// Images compared per model (the first ones, sorted by name, with a non-degenerate output).
+const IMAGES_PER_MODEL: usize = 6;
 
 /// Bilinear resize to (h, w), x/255, then the model's normalization, NCHW.
 fn load_image(path: &Path, h: usize, w: usize, bgr: bool, norm: Norm) -> ArrayD<f32> {
@@ -156,8 +162,11 @@ fn session(path: &Path) -> Session {
 
 #[test]
 fn cast_vision_models_run_close_to_fp32_on_real_images() {
+    // The images of ../shared/images in name order, min cosine over them.
     let (Some(models), Some(images)) = (shared_models(), shared_images()) else { return };
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
+    let mut images: Vec<_> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
+    images.sort();
     let dir = tempfile::tempdir().unwrap();
     let mut table = Vec::new();
     for &(name, h, w, bgr, norm) in VISION {
@@ -170,19 +179,30 @@ fn cast_vision_models_run_close_to_fp32_on_real_images() {
             let o = kenosis(&["-q", "cast", fp32.to_str().unwrap(), "--to", to, "-o", out.to_str().unwrap()]);
             assert!(o.status.success(), "{name} {to}: {}", stderr(&o));
             let ratio = std::fs::metadata(&out).unwrap().len() as f64 / fp32_bytes;
-            assert!((0.45..0.62).contains(&ratio), "{name} {to}: {ratio:.3} of the FP32 size");
+            assert!((0.45..0.65).contains(&ratio), "{name} {to}: {ratio:.3} of the FP32 size");
             ratios.push(ratio);
             sessions.push(session(&out));
         }
         let input = sessions[0].inputs()[0].name.clone();
-        let (mut cos16, mut cos_bf) = (1.0f64, 1.0f64);
-        for img in IMAGES {
-            let feeds = vec![(input.clone(), Feed::F32(load_image(&images.join(img), h, w, bgr, norm)))];
+        let (mut cos16, mut cos_bf, mut used) = (1.0f64, 1.0f64, 0);
+        for img in &images {
+            if used == IMAGES_PER_MODEL {
+                break;
+            }
+            let feeds = vec![(input.clone(), Feed::F32(load_image(img, h, w, bgr, norm)))];
             let want = run_all(&mut sessions[0], &feeds);
+            if want.iter().fold(0.0f32, |m, v| m.max(v.abs())) < DEGENERATE {
+                continue;
+            }
+            used += 1;
             cos16 = cos16.min(cosine(&want, &run_all(&mut sessions[1], &feeds)));
             cos_bf = cos_bf.min(cosine(&want, &run_all(&mut sessions[2], &feeds)));
         }
-        table.push(format!("{name:40} fp16 cos {cos16:.6} size {:.3}   bf16 cos {cos_bf:.6} size {:.3}", ratios[0], ratios[1]));
+        assert!(used == IMAGES_PER_MODEL, "{name}: only {used} images give a non-zero FP32 output");
+        table.push(format!(
+            "{name:40} {used} images  fp16 min cos {cos16:.6} size {:.3}   bf16 min cos {cos_bf:.6} size {:.3}",
+            ratios[0], ratios[1]
+        ));
         assert!(cos16 >= 0.999, "{name}: fp16 cosine {cos16}");
         assert!(cos_bf >= 0.99, "{name}: bf16 cosine {cos_bf}");
     }

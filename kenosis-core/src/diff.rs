@@ -122,7 +122,8 @@ pub fn diff(a: &Model, b: &Model) -> Diff {
     let ops = op_diff(ga, gb);
     let nodes = node_diff(ga, gb);
     let initializers = tensor_diff(ga, gb);
-    let signature = SignatureDiff { inputs: io_diff(&real_inputs(ga), &real_inputs(gb)), outputs: io_diff(&ga.output, &gb.output) };
+    let signature =
+        SignatureDiff { inputs: io_diff(&real_inputs(ga), &real_inputs(gb)), outputs: io_diff(&ga.output, &gb.output) };
     let identical = ops.is_empty()
         && nodes.added.is_empty()
         && nodes.removed.is_empty()
@@ -159,7 +160,7 @@ fn node_keys(g: &GraphProto) -> Vec<String> {
         .map(|n| {
             let k = per_op.entry(n.op_type.as_str()).or_default();
             *k += 1;
-            if !n.name.is_empty() && name_count[n.name.as_str()] == 1 {
+            if !n.name.is_empty() && name_count.get(n.name.as_str()) == Some(&1) {
                 n.name.clone()
             } else {
                 format!("{}#{}", n.op_type, *k - 1)
@@ -181,7 +182,12 @@ fn node_diff(a: &GraphProto, b: &GraphProto) -> NodeDiff {
             Some(&j) => {
                 let changes = node_changes(na, &b.node[j]);
                 if !changes.is_empty() {
-                    d.changed.push(NodeChange { key: k.clone(), op_a: na.op_type.clone(), op_b: b.node[j].op_type.clone(), changes });
+                    d.changed.push(NodeChange {
+                        key: k.clone(),
+                        op_a: na.op_type.clone(),
+                        op_b: b.node[j].op_type.clone(),
+                        changes,
+                    });
                 }
             }
         }
@@ -256,7 +262,13 @@ fn tensor_diff(a: &GraphProto, b: &GraphProto) -> TensorDiff {
         let max_abs_diff = if ta.dims == tb.dims {
             match (values(ta), values(tb)) {
                 (Some(x), Some(y)) if x.len() == y.len() => Some(
-                    x.iter().zip(&y).map(|(p, q)| if p == q { 0.0 } else { (p - q).abs() }).fold(0.0f64, |m, v| if v.is_nan() || v > m { v } else { m }),
+                    x.iter().zip(&y).map(|(p, q)| if p == q { 0.0 } else { (p - q).abs() }).fold(0.0f64, |m, v| {
+                        if v.is_nan() || v > m {
+                            v
+                        } else {
+                            m
+                        }
+                    }),
                 ),
                 _ => None,
             }
@@ -320,7 +332,13 @@ impl Diff {
         }
         let nd = &self.nodes;
         if !(nd.added.is_empty() && nd.removed.is_empty() && nd.changed.is_empty()) {
-            let _ = writeln!(s, "nodes: {} added, {} removed, {} changed", nd.added.len(), nd.removed.len(), nd.changed.len());
+            let _ = writeln!(
+                s,
+                "nodes: {} added, {} removed, {} changed",
+                nd.added.len(),
+                nd.removed.len(),
+                nd.changed.len()
+            );
             list(&mut s, "+", nd.added.iter().map(|n| format!("{} ({})", n.key, n.op_type)));
             list(&mut s, "-", nd.removed.iter().map(|n| format!("{} ({})", n.key, n.op_type)));
             list(
@@ -334,7 +352,13 @@ impl Diff {
         }
         let td = &self.initializers;
         if !(td.added.is_empty() && td.removed.is_empty() && td.changed.is_empty()) {
-            let _ = writeln!(s, "weights: {} added, {} removed, {} changed", td.added.len(), td.removed.len(), td.changed.len());
+            let _ = writeln!(
+                s,
+                "weights: {} added, {} removed, {} changed",
+                td.added.len(),
+                td.removed.len(),
+                td.changed.len()
+            );
             list(&mut s, "+", td.added.iter().cloned());
             list(&mut s, "-", td.removed.iter().cloned());
             list(

@@ -223,7 +223,8 @@ impl Inspection {
             .map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version))
             .collect();
         let init_names: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs = g.input.iter().filter(|v| !init_names.contains(v.name.as_str())).map(IoDesc::from_value_info).collect();
+        let inputs =
+            g.input.iter().filter(|v| !init_names.contains(v.name.as_str())).map(IoDesc::from_value_info).collect();
         let outputs = g.output.iter().map(IoDesc::from_value_info).collect();
 
         let mut ops = BTreeMap::new();
@@ -299,7 +300,8 @@ impl Inspection {
         if let Some(p) = &self.path {
             let _ = writeln!(s, "model:       {p}");
         }
-        let _ = writeln!(s, "producer:    {}", if self.producer.is_empty() { "(not recorded)" } else { &self.producer });
+        let _ =
+            writeln!(s, "producer:    {}", if self.producer.is_empty() { "(not recorded)" } else { &self.producer });
         let opsets: Vec<String> = self.opset.iter().map(|(d, v)| format!("{d} {v}")).collect();
         let _ = writeln!(s, "IR version:  {}   opsets: {}", self.ir_version, opsets.join(", "));
         let _ = writeln!(s, "size:        {} ({} in weights)", human_bytes(self.bytes), human_bytes(self.weight_bytes));
@@ -331,7 +333,15 @@ impl Inspection {
             let _ = writeln!(s, "largest tensors:");
             for t in &self.largest_tensors {
                 let dims: Vec<String> = t.shape.iter().map(ToString::to_string).collect();
-                let _ = writeln!(s, "  {:>10}  {} {} [{}] ({})", human_bytes(t.bytes), t.name, t.dtype, dims.join(", "), t.stored_in);
+                let _ = writeln!(
+                    s,
+                    "  {:>10}  {} {} [{}] ({})",
+                    human_bytes(t.bytes),
+                    t.name,
+                    t.dtype,
+                    dims.join(", "),
+                    t.stored_in
+                );
             }
         }
         if self.quantized {
@@ -415,7 +425,10 @@ mod tests {
         assert_eq!(i.weight_bytes, 108 * 4 + 16);
         assert_eq!(i.opset.get("ai.onnx"), Some(&13));
         let dims = i.inputs[0].shape.clone().unwrap();
-        assert_eq!(dims, vec![DimDesc::Named("N".into()), DimDesc::Fixed(3), DimDesc::Named("?".into()), DimDesc::Fixed(8)]);
+        assert_eq!(
+            dims,
+            vec![DimDesc::Named("N".into()), DimDesc::Fixed(3), DimDesc::Named("?".into()), DimDesc::Fixed(8)]
+        );
         assert_eq!(i.outputs[0].shape.as_ref().unwrap()[1], DimDesc::Named("?".into()));
         assert!(!i.quantized && !i.weights_in_constants);
         assert_eq!(i.largest_tensors[0].name, "w");

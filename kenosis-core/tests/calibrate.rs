@@ -7,7 +7,7 @@ use kenosis_core::calibrate::{
     collect_ranges, collect_ranges_opts, collect_ranges_with_progress, input_shapes, load_samples, CollectOptions,
     InputConfig, Preprocess, Ranges, Samples, Source,
 };
-use kenosis_core::onnx::builder::{attr_t, node, ModelBuilder, Rng, D};
+use kenosis_core::onnx::builder::{attr_i, attr_t, node, ModelBuilder, Rng, D};
 use kenosis_core::onnx::proto::{data_type as dt, ValueInfoProto};
 use kenosis_core::onnx::{tensor, Model};
 use kenosis_core::runtime::{Feed, Optimization, Session, SessionOptions};
@@ -74,6 +74,26 @@ fn conv_model(dims: &[D]) -> Model {
         .build()
 }
 
+/// [`conv_model`] plus data-movement ops whose ranges are derived: Transpose, Concat (with the
+/// graph input), Reshape.
+fn conv_model_with_moves(dims: &[D]) -> Model {
+    let mut m = conv_model(dims);
+    let g = m.graph_mut();
+    g.initializer.push(tensor::from_i64("flat", &[2], &[1, -1]));
+    g.node.push(node(
+        "Transpose",
+        "tr",
+        &["y"],
+        &["t"],
+        vec![kenosis_core::onnx::builder::attr_ints("perm", &[0, 2, 3, 1])],
+    ));
+    g.node.push(node("Concat", "cat", &["s", "x"], &["c"], vec![attr_i("axis", 1)]));
+    g.node.push(node("Reshape", "rs", &["c", "flat"], &["f"], vec![]));
+    g.output.push(ValueInfoProto { name: "f".into(), ..Default::default() });
+    g.output.push(ValueInfoProto { name: "t".into(), ..Default::default() });
+    m
+}
+
 /// min/max of `tensors` computed independently: each exposed as a graph output, read out whole
 /// (graph inputs are taken from the feeds).
 fn direct_ranges(model: &Model, samples: &Samples, tensors: &[&str]) -> BTreeMap<String, (f32, f32)> {
@@ -102,17 +122,6 @@ fn direct_ranges(model: &Model, samples: &Samples, tensors: &[&str]) -> BTreeMap
         }
     }
     out
-}
-
-/// ../shared/models and ../shared/images: beside the checkout, else under `KENOSIS_SHARED`
-/// (for worktrees that live one level deeper).
-fn shared() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    if let (Some(m), Some(i)) = (common::shared_models(), common::shared_images()) {
-        return Some((m, i));
-    }
-    let base = std::path::PathBuf::from(kenosis_core::env::var("KENOSIS_SHARED")?);
-    let (m, i) = (base.join("models"), base.join("images"));
-    (m.is_dir() && i.is_dir()).then_some((m, i))
 }
 
 #[test]
@@ -311,15 +320,15 @@ fn synthetic_samples_are_deterministic() {
 
 #[test]
 fn ranges_match_directly_computed_ranges_and_do_not_depend_on_threads() {
-    let m = conv_model(&[D::S("n"), D::N(3), D::N(12), D::N(10)]);
+    let m = conv_model_with_moves(&[D::S("n"), D::N(3), D::N(12), D::N(10)]);
     let samples = load_samples(&m, &InputConfig { samples: Some(5), ..Default::default() }).unwrap();
     let mut calls = Vec::new();
     let r = collect_ranges_with_progress(&m, &samples, &mut |d, t| calls.push((d, t))).unwrap();
     assert_eq!(calls.last(), Some(&(5, 5)));
     assert_eq!(calls.len(), 5);
-    let direct = direct_ranges(&m, &samples, &["x", "y", "r", "s"]);
+    let direct = direct_ranges(&m, &samples, &["x", "y", "r", "s", "t", "c", "f"]);
     assert_eq!(r.0, direct);
-    assert_eq!(r.0.keys().collect::<Vec<_>>(), ["r", "s", "x", "y"]);
+    assert_eq!(r.0.keys().collect::<Vec<_>>(), ["c", "f", "r", "s", "t", "x", "y"]);
     assert!(r.get("r").unwrap().0 == 0.0 && r.get("y").unwrap().0 < 0.0);
     let one = collect_ranges_opts(&m, &samples, &CollectOptions { workers: 1 }, &mut |_, _| {}).unwrap();
     let two = collect_ranges_opts(&m, &samples, &CollectOptions { workers: 2 }, &mut |_, _| {}).unwrap();
@@ -355,6 +364,14 @@ fn ranges_skip_empty_tensors_and_ignore_non_finite_values() {
         .node(node("Log", "log", &["x"], &["l"], vec![]))
         .node(node("Neg", "neg", &["x"], &["n"], vec![]))
         .node(node("Shape", "shape", &["x"], &["sh"], vec![]))
+        .node(node(
+            "Constant",
+            "k",
+            &[],
+            &["k"],
+            vec![attr_t("value", tensor::from_f32("kv", &[3], &[3.0, f32::NAN, -2.0]))],
+        ))
+        .node(node("Constant", "k0", &[], &["k0"], vec![attr_t("value", tensor::from_f32("kv0", &[0], &[]))]))
         .build();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("0.bin"), le_f32(&[-1.0, 0.0, 4.0, 2.0])).unwrap();
@@ -370,6 +387,10 @@ fn ranges_skip_empty_tensors_and_ignore_non_finite_values() {
     assert_eq!(r.get("sh"), None, "integer tensors have no range");
     assert!(c.notes.iter().any(|n| n.contains("`l`") && n.contains("NaN")), "{:?}", c.notes);
     assert!(c.notes.iter().any(|n| n.contains("`e`")), "{:?}", c.notes);
+    // Constants are read from the model: finite values only; empty ones have no range.
+    assert_eq!(r.get("k"), Some((-2.0, 3.0)));
+    assert_eq!(r.get("k0"), None);
+    assert!(c.notes.iter().any(|n| n.contains("constants `k`")), "{:?}", c.notes);
 }
 
 #[test]
@@ -431,9 +452,18 @@ fn input_shapes_follow_the_documented_rules() {
     assert!(input_shapes(&m, &bad).unwrap_err().to_string().contains("3 dims"));
 }
 
+/// CPU time of this process so far (user + system), from /proc on Linux; timings on a shared
+/// machine are more comparable in CPU seconds than in wall seconds.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 #[test]
 fn real_models_calibrate() {
-    let Some((models, images)) = shared() else {
+    let (Some(models), Some(images)) = (common::shared_models(), common::shared_images()) else {
         eprintln!("../shared/models or ../shared/images absent: skipping");
         return;
     };
@@ -486,11 +516,12 @@ fn real_models_calibrate() {
         let m = Model::load(&p).unwrap();
         let t0 = Instant::now();
         let s = load_samples(&m, &cfg).unwrap();
-        let t1 = Instant::now();
+        let (t1, cpu1) = (Instant::now(), cpu_seconds());
         let c = collect_ranges_opts(&m, &s, &CollectOptions::default(), &mut |_, _| {}).unwrap();
         let secs = t1.elapsed().as_secs_f64();
+        let cpu = cpu_seconds().zip(cpu1).map(|(b, a)| format!("{:.2}s", b - a)).unwrap_or_else(|| "?".into());
         eprintln!(
-            "{file}: {} samples, load {:.2}s, collect_ranges {secs:.2}s, {} ranges, notes {:?} / {:?}",
+            "{file}: {} samples, load {:.2}s, collect_ranges {secs:.2}s wall ({cpu} CPU), {} ranges, notes {:?} / {:?}",
             s.len(),
             (t1 - t0).as_secs_f64(),
             c.ranges.0.len(),
@@ -500,10 +531,30 @@ fn real_models_calibrate() {
         let out = &m.graph().output[0].name;
         let (lo, hi) = c.ranges.get(out).unwrap_or_else(|| panic!("{file}: no range for output {out}"));
         assert!(lo.is_finite() && hi.is_finite() && lo <= hi);
+        if file == "ch_ppocr_mobile_v2.0_cls_infer.onnx" {
+            let one = collect_ranges_opts(&m, &s, &CollectOptions { workers: 1 }, &mut |_, _| {}).unwrap();
+            assert_eq!(one.ranges, c.ranges, "{file}: 1 and 2 workers agree");
+            // Every range, derived or reduced, equals the min/max of the tensor read out whole.
+            let names: Vec<&str> = c.ranges.0.keys().map(String::as_str).collect();
+            let direct: BTreeMap<String, (f32, f32)> =
+                direct_ranges(&m, &s, &names).into_iter().filter(|(_, (lo, hi))| lo <= hi).collect();
+            assert_eq!(direct, c.ranges.0, "{file}: ranges match the tensors");
+        }
         if file != "silero_vad.onnx" {
             assert!(c.ranges.0.len() > 50, "{file}: {} ranges", c.ranges.0.len());
             let (xlo, xhi) = c.ranges.get(&m.graph().input[0].name).unwrap();
             assert!(xlo < 0.0 && xhi > 0.0);
         }
     }
+}
+
+#[test]
+fn a_sample_the_model_rejects_is_an_error_naming_it() {
+    let m = conv_model(&[D::S("n"), D::N(3), D::N(8), D::N(8)]);
+    let mut s = load_samples(&m, &InputConfig { samples: Some(4), ..Default::default() }).unwrap();
+    s.feeds[2][0].1 = Feed::F32(ndarray::ArrayD::zeros(vec![1, 2, 8, 8]));
+    let e = collect_ranges(&m, &s).unwrap_err().to_string();
+    assert!(e.contains("calibration sample 2") && e.contains("--input-shape"), "{e}");
+    let none = Samples::default();
+    assert!(collect_ranges(&m, &none).unwrap_err().to_string().contains("no calibration samples"));
 }

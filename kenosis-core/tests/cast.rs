@@ -27,13 +27,20 @@ fn one_op(op: &str, t: i32, opset: i64) -> Model {
         "Identity" | "Flatten" => b.node(node(op, "n", &["x"], &["y"], vec![])),
         "Transpose" => b.node(node(op, "n", &["x"], &["y"], vec![attr_ints("perm", &[0, 2, 3, 1])])),
         "Concat" => b.node(node(op, "n", &["x", "x"], &["y"], vec![attr_i("axis", 1)])),
-        "Max" | "Min" => b.initializer(half_tensor(t, "b", &[1, 4, 8, 8])).node(node(op, "n", &["x", "b"], &["y"], vec![])),
-        "Clip" => b
-            .initializer(half_tensor(t, "lo", &[]))
-            .initializer(half_tensor(t, "hi", &[]))
-            .node(node(op, "n", &["x", "lo", "hi"], &["y"], vec![])),
+        "Max" | "Min" => {
+            b.initializer(half_tensor(t, "b", &[1, 4, 8, 8])).node(node(op, "n", &["x", "b"], &["y"], vec![]))
+        }
+        "Clip" => b.initializer(half_tensor(t, "lo", &[])).initializer(half_tensor(t, "hi", &[])).node(node(
+            op,
+            "n",
+            &["x", "lo", "hi"],
+            &["y"],
+            vec![],
+        )),
         "Reshape" => b.initializer(i64s("s", &[1, -1])).node(node(op, "n", &["x", "s"], &["y"], vec![])),
-        "Squeeze" | "Unsqueeze" if axes_input => b.initializer(i64s("a", &[0])).node(node(op, "n", &["x", "a"], &["y"], vec![])),
+        "Squeeze" | "Unsqueeze" if axes_input => {
+            b.initializer(i64s("a", &[0])).node(node(op, "n", &["x", "a"], &["y"], vec![]))
+        }
         "Squeeze" | "Unsqueeze" => b.node(node(op, "n", &["x"], &["y"], vec![attr_ints("axes", &[0])])),
         "Expand" => b.initializer(i64s("s", &[2, 4, 8, 8])).node(node(op, "n", &["x", "s"], &["y"], vec![])),
         "Slice" => b
@@ -45,9 +52,13 @@ fn one_op(op: &str, t: i32, opset: i64) -> Model {
         "Conv" => b.initializer(half_tensor(t, "w", &[4, 4, 3, 3])).node(node(op, "n", &["x", "w"], &["y"], vec![])),
         "MatMul" => b.initializer(half_tensor(t, "w", &[8, 8])).node(node(op, "n", &["x", "w"], &["y"], vec![])),
         "Add" | "Mul" => b.initializer(half_tensor(t, "b", &[8])).node(node(op, "n", &["x", "b"], &["y"], vec![])),
-        "Resize" => b
-            .initializer(tensor::from_f32("sc", &[4], &[1.0, 1.0, 2.0, 2.0]))
-            .node(node(op, "n", &["x", "", "sc"], &["y"], vec![])),
+        "Resize" => b.initializer(tensor::from_f32("sc", &[4], &[1.0, 1.0, 2.0, 2.0])).node(node(
+            op,
+            "n",
+            &["x", "", "sc"],
+            &["y"],
+            vec![],
+        )),
         "BatchNormalization" => b
             .initializer(half_tensor(t, "s", &[4]))
             .initializer(half_tensor(t, "bb", &[4]))
@@ -64,7 +75,11 @@ fn one_op(op: &str, t: i32, opset: i64) -> Model {
 fn runs_natively(m: &Model) -> Result<bool, String> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("opt.onnx");
-    let opts = SessionOptions { optimization: Optimization::Basic, optimized_model_path: Some(p.clone()), ..Default::default() };
+    let opts = SessionOptions {
+        optimization: Optimization::Basic,
+        optimized_model_path: Some(p.clone()),
+        ..Default::default()
+    };
     Session::from_model(m, &opts).map_err(|e| e.to_string())?;
     let opt = ModelProto::decode(&*std::fs::read(&p).unwrap()).unwrap();
     Ok(!opt.graph.unwrap().node.iter().any(|n| n.op_type == "Cast"))
@@ -91,7 +106,17 @@ fn compute_ops_are_float32_only_on_cpu() {
     // If this fails, ORT gained half kernels: extend FP16_NATIVE_OPS / BF16_NATIVE_OPS.
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
     let ops = [
-        "Conv", "MatMul", "Add", "Mul", "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Softmax", "GlobalAveragePool", "Resize",
+        "Conv",
+        "MatMul",
+        "Add",
+        "Mul",
+        "Relu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Softmax",
+        "GlobalAveragePool",
+        "Resize",
         "BatchNormalization",
     ];
     for t in [dt::FLOAT16, dt::BFLOAT16] {
@@ -116,16 +141,22 @@ fn fixture(opset: i64) -> Model {
     let hi = tensor::from_f32("hi", &[], &[6.0]);
     ModelBuilder::new(opset)
         .input("x", dt::FLOAT, &[D::S("N"), 3.into(), 8.into(), 8.into()])
-        .initializer(tensor::from_f32("w", &[4, 3, 3, 3], &rng.vec(108, -0.5, 0.5)))
-        .initializer(tensor::from_f32("b", &[4], &rng.vec(4, -0.1, 0.1)))
+        .initializer(tensor::from_f32("w", &[64, 3, 3, 3], &rng.vec(1728, -0.5, 0.5)))
+        .initializer(tensor::from_f32("b", &[64], &rng.vec(64, -0.1, 0.1)))
         .initializer(tensor::from_f32("roi", &[0], &[]))
         .initializer(tensor::from_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]))
-        .initializer(tensor::from_i64("shape", &[3], &[0, 4, 256]))
-        .initializer(tensor::from_f32("wm", &[256, 8], &rng.vec(2048, -0.1, 0.1)))
-        .initializer(tensor::from_i64("shape2", &[3], &[1, 4, 8]))
+        .initializer(tensor::from_i64("shape", &[3], &[0, 64, 256]))
+        .initializer(tensor::from_f32("wm", &[256, 16], &rng.vec(4096, -0.1, 0.1)))
+        .initializer(tensor::from_i64("shape2", &[3], &[1, 64, 16]))
         .node(node("Constant", "c_lo", &[], &["lo_c"], vec![attr_t("value", lo)]))
         .node(node("Constant", "c_hi", &[], &["hi_c"], vec![attr_t("value", hi)]))
-        .node(node("Constant", "c_w2", &[], &["w2"], vec![attr_t("value", tensor::from_f32("w2", &[4, 8], &rng.vec(32, -1.0, 1.0)))]))
+        .node(node(
+            "Constant",
+            "c_w2",
+            &[],
+            &["w2"],
+            vec![attr_t("value", tensor::from_f32("w2", &[64, 16], &rng.vec(1024, -1.0, 1.0)))],
+        ))
         .node(node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("pads", &[1, 1, 1, 1])]))
         .node(node("Relu", "relu", &["c"], &["r"], vec![]))
         .node(node("Clip", "clip", &["r", "lo_c", "hi_c"], &["k"], vec![]))
@@ -134,7 +165,7 @@ fn fixture(opset: i64) -> Model {
         .node(node("MatMul", "mm", &["y1", "wm"], &["y"], vec![]))
         .node(node("Reshape", "w2r", &["w2", "shape2"], &["t"], vec![]))
         .node(node("Add", "add", &["y", "t"], &["out"], vec![]))
-        .output("out", dt::FLOAT, &[D::S("N"), 4.into(), 8.into()])
+        .output("out", dt::FLOAT, &[D::S("N"), 64.into(), 16.into()])
         .build()
 }
 
@@ -197,17 +228,20 @@ fn half_io_declares_half_inputs_and_outputs() {
 }
 
 #[test]
-fn bf16_moves_old_opsets_to_13_only_when_safe() {
-    let (h, report) = cast(&fixture(11), &CastOptions { to: Precision::Bf16, half_io: false }).unwrap();
-    assert_eq!(h.opset(""), Some(13));
-    assert!(report.notes.iter().any(|n| n.contains("opset")), "{report:?}");
+fn bf16_upgrades_old_opsets_to_13() {
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
-    Session::from_model(&h, &SessionOptions::default()).unwrap();
-    let mut soft = fixture(11);
-    soft.graph_mut().node.push(node("Softmax", "sm", &["out"], &["p"], vec![]));
-    let e = cast(&soft, &CastOptions { to: Precision::Bf16, half_io: false }).unwrap_err().to_string();
-    assert!(e.contains("Softmax") && e.contains("opset 13"), "{e}");
-    // FP16 works at any opset.
+    // Softmax changed meaning at 13: the upgrade keeps the old one, and the result still matches.
+    let mut m = fixture(11);
+    m.graph_mut().node.push(node("Softmax", "sm", &["out"], &["p"], vec![attr_i("axis", 1)]));
+    m.graph_mut().output[0].name = "p".into();
+    let x = ArrayD::from_shape_vec(vec![2, 3, 8, 8], Rng::new(3).vec(384, 0.0, 1.0)).unwrap();
+    let want = run(&m, &x);
+    let (h, report) = cast(&m, &CastOptions { to: Precision::Bf16, half_io: false }).unwrap();
+    assert_eq!(h.opset(""), Some(13));
+    assert!(report.notes.iter().any(|n| n.contains("from 11 to 13")), "{report:?}");
+    let c = cosine(&want, &run(&h, &x));
+    assert!(c >= 0.999, "cosine {c}");
+    // FP16 works at any opset and leaves it alone.
     let (h, _) = cast(&fixture(11), &CastOptions { to: Precision::Fp16, half_io: false }).unwrap();
     assert_eq!(h.opset(""), Some(11));
     Session::from_model(&h, &SessionOptions::default()).unwrap();
@@ -218,7 +252,7 @@ fn subgraph_weights_are_cast_and_outer_tensors_stay_float() {
     kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
     let mut rng = Rng::new(11);
     let branch = |name: &str, rng: &mut Rng| -> GraphProto {
-        let w = tensor::from_f32("w", &[8, 3, 1, 1], &rng.vec(24, -1.0, 1.0));
+        let w = tensor::from_f32("w", &[1024, 3, 1, 1], &rng.vec(3072, -1.0, 1.0));
         let mut g = ModelBuilder::new(13)
             .node(node("Constant", &format!("{name}_w"), &[], &[&format!("{name}_wv")], vec![attr_t("value", w)]))
             .node(node("Conv", &format!("{name}_conv"), &["x", &format!("{name}_wv")], &[&format!("{name}_y")], vec![]))
@@ -256,4 +290,34 @@ fn nothing_to_cast_is_an_error() {
         .build();
     let e = cast(&m, &CastOptions { to: Precision::Fp16, half_io: false }).unwrap_err();
     assert!(matches!(e, kenosis_core::Error::Unsupported(_)), "{e}");
+}
+
+#[test]
+fn values_beyond_fp16_range_keep_float32() {
+    kenosis_core::runtime::runtime().expect("ONNX Runtime: run scripts/install-ort.sh");
+    let c = 1024;
+    let mut rng = Rng::new(2);
+    // A BatchNorm whose variance is ~1e8, as in a real PaddleOCR export; clamping it to 65504
+    // would blow its output up by ~40x.
+    let m = ModelBuilder::new(13)
+        .input("x", dt::FLOAT, &[1.into(), (c as i64).into(), 4.into(), 4.into()])
+        .initializer(tensor::from_f32("s", &[c as i64], &rng.vec(c, 0.5, 1.5)))
+        .initializer(tensor::from_f32("b", &[c as i64], &rng.vec(c, -1.0, 1.0)))
+        .initializer(tensor::from_f32("mean", &[c as i64], &rng.vec(c, -1e3, 1e3)))
+        .initializer(tensor::from_f32("var", &[c as i64], &rng.vec(c, 1e7, 1e8)))
+        .node(node("BatchNormalization", "bn", &["x", "s", "b", "mean", "var"], &["y"], vec![]))
+        .output("y", dt::FLOAT, &[])
+        .build();
+    let (h, report) = cast(&m, &CastOptions { to: Precision::Fp16, half_io: false }).unwrap();
+    let var = h.graph().initializer.iter().find(|t| t.name == "var").unwrap();
+    assert_eq!(var.data_type, dt::FLOAT);
+    assert!(report.notes.iter().any(|n| n.contains("`var`") && n.contains("65504")), "{report:?}");
+    let s = h.graph().initializer.iter().find(|t| t.name == "s").unwrap();
+    assert_eq!(s.data_type, dt::FLOAT16);
+    let x = ArrayD::from_shape_vec(vec![1, c, 4, 4], Rng::new(9).vec(c * 16, -1e4, 1e4)).unwrap();
+    let mut s32 = Session::from_model(&m, &SessionOptions::default()).unwrap();
+    let want: Vec<f32> = s32.run(&[("x".into(), Feed::F32(x.clone()))]).unwrap().remove(0).1.into_iter().collect();
+    let mut s16 = Session::from_model(&h, &SessionOptions::default()).unwrap();
+    let got: Vec<f32> = s16.run(&[("x".into(), Feed::F32(x))]).unwrap().remove(0).1.into_iter().collect();
+    assert!(cosine(&want, &got) > 0.9999);
 }

@@ -195,7 +195,13 @@ fn opset10_model() -> Model {
         .initializer(tensor::from_f32("var", &[2], &[0.9, 1.7]))
         .node(node("Clip", "clip", &["x"], &["xc"], vec![attr_f("min", -0.5), attr_f("max", 0.75)]))
         .node(node("Dropout", "drop", &["xc"], &["xd"], vec![attr_f("ratio", 0.3)]))
-        .node(node("BatchNormalization", "bn", &["xd", "scale", "bias", "mean", "var"], &["xb"], vec![attr_f("epsilon", 1e-3)]))
+        .node(node(
+            "BatchNormalization",
+            "bn",
+            &["xd", "scale", "bias", "mean", "var"],
+            &["xb"],
+            vec![attr_f("epsilon", 1e-3)],
+        ))
         .node(node("Softmax", "soft", &["xb"], &["soft"], vec![attr_i("axis", 1)]))
         .node(node("LogSoftmax", "logsoft", &["xb"], &["logsoft"], vec![attr_i("axis", -1)]))
         .node(node("Hardmax", "hard", &["xb"], &["hard"], vec![attr_i("axis", 2)]))
@@ -218,7 +224,10 @@ fn upgrade_opset_keeps_meaning_at_13_and_17() {
         assert!(r.rewritten >= 10, "{r:?}");
         assert_eq!(after.opset(""), Some(target));
         assert!(after.proto.ir_version >= passes::min_ir_version(target));
-        assert!(after.graph().node.iter().all(|n| n.attribute.iter().all(|a| !matches!(a.name.as_str(), "axes" | "split" | "min" | "max" | "ratio"))));
+        assert!(after.graph().node.iter().all(|n| n
+            .attribute
+            .iter()
+            .all(|a| !matches!(a.name.as_str(), "axes" | "split" | "min" | "max" | "ratio"))));
         // Softmax on axis 1 of a 4-D input needs Flatten/Reshape; LogSoftmax on -1 does not.
         assert_eq!(count_ops(after.graph(), "Flatten"), 2, "Softmax(axis=1) and Hardmax(axis=2)");
         assert_signature_kept(&before, &after);
@@ -241,7 +250,13 @@ fn upgrade_opset_from_8_converts_slice_pad_topk() {
         .initializer(tensor::from_f32("b", &[6], &[0.0; 6]))
         .initializer(tensor::from_f32("m", &[6], &[0.0; 6]))
         .initializer(tensor::from_f32("v", &[6], &[1.0; 6]))
-        .node(node("Slice", "slice", &["x"], &["xs"], vec![attr_ints("starts", &[1]), attr_ints("ends", &[5]), attr_ints("axes", &[1])]))
+        .node(node(
+            "Slice",
+            "slice",
+            &["x"],
+            &["xs"],
+            vec![attr_ints("starts", &[1]), attr_ints("ends", &[5]), attr_ints("axes", &[1])],
+        ))
         .node(node("TopK", "topk", &["xs"], &["top", "idx"], vec![attr_i("k", 2)]))
         .node(node("BatchNormalization", "bn", &["x", "s", "b", "m", "v"], &["xb"], vec![attr_i("spatial", 1)]))
         .node(node("Pad", "pad", &["xb"], &["pad"], vec![attr_ints("pads", &[1, 1, 1, 1]), attr_f("value", 0.5)]))
@@ -279,7 +294,13 @@ fn remove_noops_keeps_output_names() {
             .node(node("Sigmoid", "s", &["x2"], &["s"], vec![]))
             .node(node("Identity", "i2", &["s"], &["y"], vec![]))
             .node(node("Identity", "i3", &["x"], &["passthrough"], vec![]))
-            .node(node("If", "if", &["flag"], &["branch"], vec![attr_g("then_branch", body), attr_g("else_branch", other)]))
+            .node(node(
+                "If",
+                "if",
+                &["flag"],
+                &["branch"],
+                vec![attr_g("then_branch", body), attr_g("else_branch", other)],
+            ))
             .build(),
     );
     let mut after = before.clone();
@@ -335,7 +356,13 @@ fn fold_batchnorm_into_conv_and_conv_transpose() {
         .node(node("Conv", "c4", &["y3", "w4"], &["c4"], vec![]))
         .node(bn("bn4", "c4", "y4"))
         .node(node("Relu", "side_relu", &["c4"], &["side"], vec![]))
-        .node(node("ConvTranspose", "ct", &["y4", "wt"], &["ct"], vec![attr_i("group", 2), attr_ints("strides", &[2, 2])]))
+        .node(node(
+            "ConvTranspose",
+            "ct",
+            &["y4", "wt"],
+            &["ct"],
+            vec![attr_i("group", 2), attr_ints("strides", &[2, 2])],
+        ))
         .node(bn("bn5", "ct", "y"))
         .build();
     let before = with_meta(before);
@@ -343,7 +370,8 @@ fn fold_batchnorm_into_conv_and_conv_transpose() {
     // bn1, bn2 (grouped Conv), bn5 (grouped ConvTranspose); bn3 follows an Add and bn4's conv
     // output is also read by a Relu.
     assert_eq!(passes::fold_batchnorm(&mut after).unwrap(), 3);
-    let left: Vec<_> = after.graph().node.iter().filter(|n| n.op_type == "BatchNormalization").map(|n| n.name.as_str()).collect();
+    let left: Vec<_> =
+        after.graph().node.iter().filter(|n| n.op_type == "BatchNormalization").map(|n| n.name.as_str()).collect();
     assert_eq!(left, vec!["bn3", "bn4"]);
     assert_signature_kept(&before, &after);
     assert_same_outputs(&before, &after, &x_feed(&[2, 4, 6, 6]), 1e-5);
@@ -384,7 +412,10 @@ fn hardswish_model(opset: i64) -> Model {
 
 #[test]
 fn fuse_hardswish_native_and_below_opset_14() {
-    let feeds = vec![("x".to_string(), Feed::F32(ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(|i| i as f32 * 0.5 - 6.0).collect()).unwrap()))];
+    let feeds = vec![(
+        "x".to_string(),
+        Feed::F32(ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(|i| i as f32 * 0.5 - 6.0).collect()).unwrap()),
+    )];
     for (opset, swish_ops) in [(14, 3), (13, 0)] {
         let before = with_meta(hardswish_model(opset));
         let mut after = before.clone();
@@ -412,9 +443,11 @@ fn prepare_runs_everything_and_reports() {
     // A Paddle-like model: Constant weights, Conv + BN, written-out hard-swish, Identity to the
     // output, opset 11 with a Softmax on its last axis.
     let n = D::S("N");
-    let mut b = ModelBuilder::new(11)
-        .input("x", F, &[n.clone(), 3.into(), 8.into(), 8.into()])
-        .output("prob", F, &[n.clone(), 4.into()]);
+    let mut b = ModelBuilder::new(11).input("x", F, &[n.clone(), 3.into(), 8.into(), 8.into()]).output(
+        "prob",
+        F,
+        &[n.clone(), 4.into()],
+    );
     b = bn_stats(b, "bn", 4, 40);
     let m = b
         .node(node("Constant", "w", &[], &["w"], vec![attr_t("value", weights("", &[4, 3, 3, 3], 41))]))
@@ -545,6 +578,27 @@ fn prepare_real_models() {
         for ((n, x), (_, y)) in a.iter().zip(&b) {
             let d = rel_diff(x, y);
             eprintln!("  {n}: rel diff {d:e}");
+            assert!(d < 1e-4, "{file}: output {n} differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn prepare_paddle_models_at_opset_17_uses_hardswish() {
+    let Some(dir) = common::shared_models() else { return };
+    for file in ["ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx", "ch_PP-OCRv4_det_infer.onnx"] {
+        let original = Model::load(dir.join(file)).unwrap();
+        let mut prepared = original.clone();
+        let r = passes::prepare(&mut prepared, &PrepareOptions { min_opset: Some(17), ..Default::default() }).unwrap();
+        assert_eq!(r.opset_to, 17);
+        assert_eq!(count_ops(prepared.graph(), "HardSwish"), r.hardswish_fused, "{file}");
+        assert!(r.hardswish_fused > 0 && count_ops(prepared.graph(), "Clip") == 0, "{file}: {r:?}");
+        assert_signature_kept(&original, &prepared);
+        let feeds = real_feeds(file);
+        let a = run(&original, &feeds, Optimization::All);
+        let b = run(&prepared, &feeds, Optimization::All);
+        for ((n, x), (_, y)) in a.iter().zip(&b) {
+            let d = rel_diff(x, y);
             assert!(d < 1e-4, "{file}: output {n} differs by {d}");
         }
     }

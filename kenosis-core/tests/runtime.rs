@@ -18,3 +18,23 @@ fn loads_ort_and_runs_a_real_model() {
     let sum: f32 = out[0].1.iter().sum();
     assert!((sum - 1.0).abs() < 1e-4, "softmax sums to 1, got {sum}");
 }
+
+#[test]
+fn a_graph_input_that_is_also_an_output_is_copied_safely() {
+    use kenosis_core::onnx::builder::{node, ModelBuilder, D};
+    use kenosis_core::onnx::proto::data_type as dt;
+    let model = ModelBuilder::new(13)
+        .input("x", dt::FLOAT, &[D::N(2)])
+        .node(node("Neg", "neg", &["x"], &["y"], vec![]))
+        .output("y", dt::FLOAT, &[D::N(2)])
+        .output("x", dt::FLOAT, &[D::N(2)])
+        .build();
+    let mut s = Session::from_model(&model, &SessionOptions::default()).unwrap();
+    for _ in 0..3 {
+        let x = ArrayD::from_shape_vec(vec![2], vec![1.5f32, -2.0]).unwrap();
+        let out = s.run(&[("x".into(), Feed::F32(x))]).unwrap();
+        assert_eq!(out[1].0, "x");
+        assert_eq!(out[1].1.as_slice().unwrap(), &[1.5, -2.0]);
+        assert_eq!(out[0].1.as_slice().unwrap(), &[-1.5, 2.0]);
+    }
+}

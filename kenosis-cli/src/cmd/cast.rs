@@ -15,7 +15,8 @@ use std::path::PathBuf;
 ///
 /// BF16 is a storage format: weights are stored as BF16 (same size as FP16, FP32's range, less
 /// precision) and Cast to FP32 before use, since ORT's CPU provider has almost no BF16
-/// kernels. Use it to ship a smaller file that runs at FP32 speed; it needs opset 13.
+/// kernels. Use it to ship a smaller file that runs at FP32 speed. BF16 needs opset 13: older
+/// models are upgraded to 13 first.
 ///
 /// Graph inputs and outputs stay FP32 (Casts at the edges) unless --half-io. Int64 shapes,
 /// indices and tiny float tensors (Resize scales, Clip bounds) are left as they are.

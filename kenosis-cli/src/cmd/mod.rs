@@ -4,3 +4,4 @@ pub mod cast;
 pub mod diff;
 pub mod inspect;
 pub mod prepare;
+pub mod validate;

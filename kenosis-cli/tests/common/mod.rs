@@ -24,7 +24,11 @@ pub fn stderr(o: &Output) -> String {
 /// checkout (`<repo>/../shared`) and from a worktree under `wt/` (`<repo>/../../shared`).
 fn shared(sub: &str) -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    ["../../shared", "../../../shared"].iter().map(|up| root.join(up).join(sub)).find(|p| p.is_dir()).and_then(|p| p.canonicalize().ok())
+    ["../../shared", "../../../shared"]
+        .iter()
+        .map(|up| root.join(up).join(sub))
+        .find(|p| p.is_dir())
+        .and_then(|p| p.canonicalize().ok())
 }
 
 pub fn shared_models() -> Option<PathBuf> {
@@ -35,14 +39,21 @@ pub fn shared_images() -> Option<PathBuf> {
     shared("images")
 }
 
-/// A small Conv → Relu → Reshape → MatMul model with a Constant weight, saved to `path`.
+/// A small Conv → Relu → Reshape → MatMul model with a Constant weight, saved to `path`
+/// (weights large enough for `cast` to convert them).
 pub fn fixture(path: &Path) -> Model {
     let mut rng = Rng::new(1);
     let m = ModelBuilder::new(13)
         .input("x", dt::FLOAT, &[D::S("N"), 3.into(), 4.into(), 4.into()])
-        .initializer(tensor::from_f32("w", &[4, 3, 3, 3], &rng.vec(108, -0.5, 0.5)))
-        .initializer(tensor::from_i64("shape", &[2], &[0, 64]))
-        .node(node("Constant", "c_wm", &[], &["wm"], vec![attr_t("value", tensor::from_f32("wm", &[64, 2], &rng.vec(128, -0.2, 0.2)))]))
+        .initializer(tensor::from_f32("w", &[64, 3, 3, 3], &rng.vec(1728, -0.5, 0.5)))
+        .initializer(tensor::from_i64("shape", &[2], &[0, 1024]))
+        .node(node(
+            "Constant",
+            "c_wm",
+            &[],
+            &["wm"],
+            vec![attr_t("value", tensor::from_f32("wm", &[1024, 2], &rng.vec(2048, -0.2, 0.2)))],
+        ))
         .node(node("Conv", "conv", &["x", "w"], &["c"], vec![attr_ints("pads", &[1, 1, 1, 1])]))
         .node(node("Relu", "relu", &["c"], &["r"], vec![]))
         .node(node("Reshape", "flat", &["r", "shape"], &["f"], vec![]))

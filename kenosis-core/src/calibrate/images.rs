@@ -40,7 +40,8 @@ pub(crate) fn image_to_chw(
     pre: &Preprocess,
     bgr: bool,
 ) -> Result<Vec<f32>> {
-    let img = image::open(path).map_err(|e| calib_err(path, format!("can't read the image: {e}")))?;
+    let img = image::open(path)
+        .map_err(|e| calib_err(path, format!("can't read the image ({e}); fix or remove the file")))?;
     let (mean, std) = pre.mean_std();
     if std.iter().any(|&s| s == 0.0 || !s.is_finite()) || mean.iter().any(|m| !m.is_finite()) {
         return Err(Error::Config(format!("--std must be non-zero and finite (got mean {mean:?}, std {std:?})")));

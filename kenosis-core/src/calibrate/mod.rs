@@ -3,7 +3,7 @@
 //! [`load_samples`] turns an [`InputConfig`] into feeds for every graph input of a model;
 //! [`collect_ranges`] runs the FP32 model on them and records the min/max of every float tensor.
 //! Both are deterministic: the same model, config and files give the same [`Samples`] and
-//! [`Ranges`] on every machine thread count.
+//! [`Ranges`] whatever the thread count.
 
 mod data;
 mod images;
@@ -15,7 +15,7 @@ mod synthetic;
 pub use ranges::{
     collect_ranges, collect_ranges_opts, collect_ranges_with_progress, CollectOptions, Collected, Ranges,
 };
-pub use shapes::{input_shapes, InputSpec};
+pub use shapes::input_shapes;
 
 use crate::error::{Error, Result};
 use crate::onnx::Model;
@@ -36,7 +36,9 @@ pub enum Preprocess {
     Unit,
     /// `(x / 255 - 0.5) / 0.5`, in [-1, 1] (PaddleOCR).
     Half,
-    /// `x / 255`, then ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+    /// `x / 255`, then ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). Like
+    /// every mean/std here, applied per channel in the order the channels are fed (so with `bgr`
+    /// the first value applies to blue, as in code that normalises a BGR array).
     Imagenet,
     /// `(x / 255 - mean[c]) / std[c]`, with mean and std in 0..1 units, per channel in the
     /// order the channels are fed (RGB, or BGR with `bgr`).
@@ -60,11 +62,49 @@ impl Preprocess {
     }
 }
 
+impl std::str::FromStr for Preprocess {
+    type Err = Error;
+
+    /// `unit`, `half` or `imagenet` (custom mean/std are set with [`Preprocess::Custom`]).
+    fn from_str(s: &str) -> Result<Preprocess> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "unit" => Ok(Preprocess::Unit),
+            "half" => Ok(Preprocess::Half),
+            "imagenet" => Ok(Preprocess::Imagenet),
+            other => Err(Error::Config(format!(
+                "unknown preprocessing `{other}`; use unit (x/255), half ((x/255-0.5)/0.5), imagenet, or --mean/--std"
+            ))),
+        }
+    }
+}
+
+/// Parses `NAME=1x3x640x640` (dims separated by `x` or `,`) as given to `--input-shape`.
+/// The name may itself hold `=`; the last one separates it from the dims.
+pub fn parse_input_shape(s: &str) -> Result<(String, Vec<i64>)> {
+    let bad = |why: &str| Error::Config(format!("--input-shape `{s}`: {why}; write it as NAME=1x3x640x640"));
+    let (name, dims) = s.rsplit_once('=').ok_or_else(|| bad("no `=`"))?;
+    if name.is_empty() {
+        return Err(bad("no input name"));
+    }
+    let dims = dims
+        .split(['x', 'X', ','])
+        .map(|d| {
+            d.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|&d| d >= 1)
+                .ok_or_else(|| bad("each dim must be a whole number, 1 or more"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((name.to_string(), dims))
+}
+
 /// Where calibration samples come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// Seeded pseudo-random inputs shaped like normalised images (the zero-config default).
+    /// Seeded pseudo-random inputs shaped like normalised images, uniform in [-1, 1) (the
+    /// zero-config default). The primary input (else the first float input) takes them.
     Synthetic {
         /// Seed of the generator; the same seed gives the same samples everywhere.
         seed: u64,
@@ -127,7 +167,7 @@ impl Samples {
 
 /// Builds the calibration samples `cfg` describes for `model`.
 ///
-/// Shapes come from [`input_shapes`]. The primary input (the first 4-D float input) takes the
+/// Shapes come from [`input_shapes`]. Every sample is held in memory. The primary input (the first 4-D float input) takes the
 /// images, the data files or the synthetic values; other inputs take data files when the source
 /// is [`Source::Data`] and otherwise the defaults of [`input_shapes`]' rules (listed in `notes`).
 pub fn load_samples(model: &Model, cfg: &InputConfig) -> Result<Samples> {
@@ -154,4 +194,21 @@ pub fn load_samples(model: &Model, cfg: &InputConfig) -> Result<Samples> {
 /// become `_`.
 pub fn folder_name(input: &str) -> String {
     input.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_input_shapes_and_preprocess_names() {
+        assert_eq!(parse_input_shape("x=1x3x640x640").unwrap(), ("x".to_string(), vec![1, 3, 640, 640]));
+        assert_eq!(parse_input_shape("a=b:0=2,5").unwrap(), ("a=b:0".to_string(), vec![2, 5]));
+        for bad in ["x", "=1x2", "x=1x0", "x=1xq", "x="] {
+            assert!(parse_input_shape(bad).unwrap_err().to_string().contains("NAME=1x3x640x640"), "{bad}");
+        }
+        assert_eq!("Half".parse::<Preprocess>().unwrap(), Preprocess::Half);
+        assert!("bgr".parse::<Preprocess>().is_err());
+        assert_eq!(folder_name("im_shape:0/a b"), "im_shape_0_a_b");
+    }
 }

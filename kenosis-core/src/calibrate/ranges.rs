@@ -7,7 +7,9 @@
 //! are spread over worker threads with one session each, and min/max combine in any order, so
 //! the result does not depend on the number of threads. A reduction that is not finite (the
 //! tensor holds NaN or ±inf, or is empty) is redone for that sample from the tensor itself,
-//! ignoring non-finite values.
+//! ignoring non-finite values. `Constant` nodes' ranges are read from the model, and outputs
+//! of ops that only move values (Reshape, Transpose, Concat, ...) take their inputs' ranges,
+//! so neither is reduced at run time.
 
 use super::Samples;
 use crate::error::{Error, Result};
@@ -18,6 +20,7 @@ use crate::onnx::Model;
 use crate::runtime::{Feed, Optimization, Session, SessionOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 /// Tensor name → (min, max) over all samples, finite values only.
@@ -72,13 +75,64 @@ pub fn collect_ranges_with_progress(
     Ok(collect_ranges_opts(model, samples, &CollectOptions::default(), progress)?.ranges)
 }
 
-/// Float tensors of the main graph to record: float graph inputs, then node outputs in node order.
-fn float_tensors(model: &Model) -> Result<Vec<String>> {
+/// The float tensors of the main graph to record.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Float graph inputs, then node outputs in node order, measured through ORT.
+    measured: Vec<String>,
+    /// Ranges of `Constant` nodes' float values, read from the model (empty ones are left out).
+    constants: BTreeMap<String, (f32, f32)>,
+    /// Constants holding NaN or infinities.
+    nonfinite_constants: Vec<String>,
+    /// Tensors whose range is the union of other tensors' ranges, in topological order.
+    derived: Vec<(String, Vec<String>)>,
+}
+
+/// Ops whose output holds exactly the values of their data input, rearranged: its range is the
+/// input's, so it is not reduced again. (Concat's output is the union of its inputs' values.)
+const SAME_VALUES: [&str; 6] = ["Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"];
+
+/// The finite (min, max) of a float `Constant` node's `value`, or `None` when it is not one;
+/// `Some(None)` for an empty or all non-finite constant.
+fn constant_range(n: &crate::onnx::proto::NodeProto) -> Option<(Option<(f32, f32)>, bool)> {
+    if n.op_type != "Constant" || (!n.domain.is_empty() && n.domain != "ai.onnx") {
+        return None;
+    }
+    let t = n.attribute.iter().find(|a| a.name == "value")?.t.as_ref()?;
+    if t.data_type != dt::FLOAT {
+        return None;
+    }
+    let v = crate::onnx::tensor::to_f32(t).ok()?;
+    let (mut lo, mut hi, mut bad) = (f32::INFINITY, f32::NEG_INFINITY, false);
+    for x in v {
+        if x.is_finite() {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        } else {
+            bad = true;
+        }
+    }
+    Some(((lo <= hi).then_some((lo, hi)), bad))
+}
+
+fn plan(model: &Model) -> Result<Plan> {
     let g = model.graph();
     let ix = GraphIndex::new(g);
+    let mut plan = Plan::default();
     let mut names: Vec<String> = ix.inputs.clone();
     let mut seen: std::collections::HashSet<String> = names.iter().cloned().collect();
     for n in &g.node {
+        if let (Some((range, bad)), [out]) = (constant_range(n), n.output.as_slice()) {
+            if seen.insert(out.clone()) {
+                if let Some(r) = range {
+                    plan.constants.insert(out.clone(), r);
+                }
+                if bad {
+                    plan.nonfinite_constants.push(format!("`{out}`"));
+                }
+            }
+            continue;
+        }
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             if seen.insert(o.clone()) {
                 names.push(o.clone());
@@ -99,7 +153,34 @@ fn float_tensors(model: &Model) -> Result<Vec<String>> {
             types[i] = by_name.get(names[i].as_str()).copied();
         }
     }
-    Ok(names.into_iter().zip(types).filter(|(_, t)| *t == Some(dt::FLOAT)).map(|(n, _)| n).collect())
+    let floats: Vec<String> =
+        names.into_iter().zip(types).filter(|(_, t)| *t == Some(dt::FLOAT)).map(|(n, _)| n).collect();
+    // Every float tensor of the main graph is in the plan (measured, constant or derived), so a
+    // node's output can be derived when all its data inputs are.
+    let mut known: std::collections::HashSet<&str> = floats.iter().map(String::as_str).collect();
+    known.extend(
+        g.node.iter().filter(|n| constant_range(n).is_some()).flat_map(|n| n.output.iter().map(String::as_str)),
+    );
+    let mut derived = std::collections::HashSet::new();
+    for i in crate::onnx::graph::topological_order(g)? {
+        let n = &g.node[i];
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        let (Some(out), true) = (n.output.first().filter(|o| known.contains(o.as_str())), default_domain) else {
+            continue;
+        };
+        let sources: Vec<String> = if SAME_VALUES.contains(&n.op_type.as_str()) {
+            n.input.first().into_iter().cloned().collect()
+        } else if n.op_type == "Concat" {
+            n.input.iter().filter(|s| !s.is_empty()).cloned().collect()
+        } else {
+            continue;
+        };
+        if !sources.is_empty() && sources.iter().all(|s| known.contains(s.as_str())) && derived.insert(out.clone()) {
+            plan.derived.push((out.clone(), sources));
+        }
+    }
+    plan.measured = floats.into_iter().filter(|t| !derived.contains(t)).collect();
+    Ok(plan)
 }
 
 fn session_options() -> SessionOptions {
@@ -134,33 +215,64 @@ pub fn collect_ranges_opts(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Collected> {
     if samples.is_empty() {
-        return Err(Error::Calibration { path: None, reason: "no calibration samples".into() });
+        return Err(Error::Calibration {
+            path: None,
+            reason: "no calibration samples to run; give at least one image or data file, or --samples 1 or more"
+                .into(),
+        });
     }
-    let tensors = float_tensors(model)?;
+    let Plan { measured: tensors, constants, nonfinite_constants, derived } = plan(model)?;
     let total = samples.len();
+    let finish = |mut c: Collected| {
+        c.ranges.0.extend(constants.iter().map(|(k, v)| (k.clone(), *v)));
+        for (out, sources) in &derived {
+            let union = sources.iter().filter_map(|s| c.ranges.get(s)).reduce(|(alo, ahi), (blo, bhi)| {
+                (if blo < alo { blo } else { alo }, if bhi > ahi { bhi } else { ahi })
+            });
+            if let Some(r) = union {
+                c.ranges.0.insert(out.clone(), r);
+            }
+        }
+        if !nonfinite_constants.is_empty() {
+            c.notes.push(format!("NaN or infinite values ignored in constants {}", nonfinite_constants.join(", ")));
+        }
+        if c.ranges.0.is_empty() {
+            c.notes.push("the main graph has no float tensors to record".into());
+        }
+        c
+    };
     if tensors.is_empty() {
         progress(total, total);
-        return Ok(Collected {
-            ranges: Ranges::default(),
-            notes: vec!["the main graph has no float tensors to record".into()],
-        });
+        return Ok(finish(Collected::default()));
     }
     let reduce = reduce_model(model, &tensors).to_bytes()?;
     let workers = opts.workers.clamp(1, total);
     let (tx, rx) = mpsc::channel::<()>();
+    // Set when a worker fails, so the others stop instead of running their remaining samples.
+    let failed = AtomicBool::new(false);
     let results: Vec<Result<Acc>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let tx = tx.clone();
-                let (reduce, tensors) = (&reduce, &tensors);
+                let (reduce, tensors, failed) = (&reduce, &tensors, &failed);
                 scope.spawn(move || -> Result<Acc> {
-                    let mut session = Session::from_bytes(reduce, &session_options())?;
-                    let mut acc = Acc::new(tensors.len());
-                    for (i, feeds) in samples.feeds.iter().enumerate().skip(w).step_by(workers) {
-                        run_sample(model, &mut session, tensors, feeds, i, &mut acc)?;
-                        let _ = tx.send(());
+                    let work = || -> Result<Acc> {
+                        let mut session = Session::from_bytes(reduce, &session_options())?;
+                        let mut acc = Acc::new(tensors.len());
+                        for (i, feeds) in samples.feeds.iter().enumerate().skip(w).step_by(workers) {
+                            if failed.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            run_sample(model, &mut session, tensors, feeds, i, &mut acc)?;
+                            let _ = tx.send(());
+                        }
+                        Ok(acc)
+                    };
+                    let r = work();
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
                     }
-                    Ok(acc)
+                    r
                 })
             })
             .collect();
@@ -174,7 +286,10 @@ pub fn collect_ranges_opts(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(Error::Calibration { path: None, reason: "a calibration worker panicked".into() })
+                    Err(Error::Calibration {
+                        path: None,
+                        reason: "a calibration worker thread panicked (a bug in Kenosis; please report it)".into(),
+                    })
                 })
             })
             .collect()
@@ -183,7 +298,7 @@ pub fn collect_ranges_opts(
     for r in results {
         acc.merge(&r?);
     }
-    Ok(acc.finish(&tensors))
+    Ok(finish(acc.finish(&tensors)))
 }
 
 /// Running min/max per tensor, plus which tensors needed care.
@@ -271,7 +386,11 @@ fn run_sample(
     if out.len() != tensors.len() * 2 {
         return Err(Error::Calibration {
             path: None,
-            reason: format!("ONNX Runtime returned {} values for {} reductions", out.len(), tensors.len() * 2),
+            reason: format!(
+                "ONNX Runtime returned {} values for {} range reductions (a bug in Kenosis; please report it)",
+                out.len(),
+                tensors.len() * 2
+            ),
         });
     }
     let mut redo = Vec::new();

@@ -3,7 +3,8 @@
 //! Rules, in order, for each graph input that is not an initializer:
 //! 1. A shape the user gave (`--input-shape NAME=1x3x640x640`) wins. It must have the declared
 //!    rank and agree with every fixed dim.
-//! 2. Fixed dims stay. A dim is dynamic when it has a name, no value, or a negative value (`-1`).
+//! 2. Fixed dims stay. A dim is dynamic when it has a name, no value, or a value of 0 or less
+//!    (`-1`; a 0 would make an empty input, which exporters mean as unknown).
 //! 3. Dim 0 (batch) becomes 1.
 //! 4. On the primary input (the first 4-D float input, NCHW) a dynamic channel dim becomes 3.
 //!    Dynamic height and width come from the model's own metadata when it states them
@@ -81,7 +82,7 @@ fn declared_inputs(model: &Model) -> Result<Vec<(String, i32, Option<Declared>)>
             s.dim
                 .iter()
                 .map(|d| match d.value {
-                    Some(DimValue::DimValue(x)) if x >= 0 => Some(x),
+                    Some(DimValue::DimValue(x)) if x > 0 => Some(x),
                     _ => None,
                 })
                 .collect()
@@ -225,6 +226,9 @@ pub(crate) fn resolve(model: &Model, cfg: &InputConfig) -> Result<Resolved> {
     Ok(Resolved { inputs, primary, defaults, default_notes, notes })
 }
 
+/// Builds input specs from slots, with the primary's dynamic (H, W) set to the given size.
+type SpecsFn<'a> = dyn Fn(&[Vec<Slot>], (usize, usize)) -> Vec<InputSpec> + 'a;
+
 /// Settles the dims left dynamic by running the model in ORT (1 thread, no graph rewrites) on
 /// default values: the primary's height and width take the first of [`SPATIAL_CANDIDATES`] it runs
 /// at; other dynamic dims are 1, and if the model does not run so, each in turn takes the smallest
@@ -233,7 +237,7 @@ fn probe(
     model: &Model,
     slots: &[Vec<Slot>],
     primary: Option<usize>,
-    specs: &dyn Fn(&[Vec<Slot>], (usize, usize)) -> Vec<InputSpec>,
+    specs: &SpecsFn<'_>,
 ) -> Result<(Vec<InputSpec>, Vec<String>)> {
     let spatial = slots.iter().flatten().any(|s| *s == Slot::Spatial);
     let others: Vec<(usize, usize)> = slots
@@ -444,7 +448,7 @@ mod tests {
 
     #[test]
     fn user_shapes_fix_dynamic_dims_and_are_checked() {
-        let m = ModelBuilder::new(13).input("x", dt::FLOAT, &[D::S("n"), D::N(3), D::N(8), D::N(-1)]).build();
+        let m = ModelBuilder::new(13).input("x", dt::FLOAT, &[D::N(0), D::N(3), D::N(8), D::N(-1)]).build();
         let cfg = InputConfig { shapes: vec![("x".into(), vec![2, 3, 8, 5])], ..Default::default() };
         assert_eq!(input_shapes(&m, &cfg).unwrap(), vec![("x".to_string(), vec![2, 3, 8, 5], dt::FLOAT)]);
         let wrong = InputConfig { shapes: vec![("x".into(), vec![1, 4, 8, 5])], ..Default::default() };

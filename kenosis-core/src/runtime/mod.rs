@@ -82,6 +82,9 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static RuntimeInfo> {
         let is_bare = path.components().count() == 1 && source == "system loader";
         if !is_bare && !path.exists() {
             tried.push((label, "no such file".to_string()));
+            if source == "explicit path" {
+                break;
+            }
             continue;
         }
         match try_load(&path) {
@@ -91,6 +94,10 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static RuntimeInfo> {
                 return Ok(&RUNTIME.get().expect("runtime was just set").0);
             }
             Err(why) => tried.push((label, why)),
+        }
+        // A path the user named must be the one used: falling back would hide their mistake.
+        if source == "explicit path" {
+            break;
         }
     }
     Err(Error::OrtNotFound { tried })

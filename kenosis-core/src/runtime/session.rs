@@ -164,6 +164,10 @@ impl Session {
             .with_inter_op_spinning(false)
             .map_err(|e| Error::ort(ctx, e))?
             .with_optimization_level(level)
+            .map_err(|e| Error::ort(ctx, e))?
+            // Failures come back as errors with ORT's message; its own log lines on stderr would
+            // only repeat them (and spam shape probing).
+            .with_log_level(ort::logging::LogLevel::Fatal)
             .map_err(|e| Error::ort(ctx, e))?;
         if let Some(p) = &opts.optimized_model_path {
             b = b.with_optimized_model_path(p).map_err(|e| Error::ort(ctx, e))?;
@@ -204,7 +208,10 @@ impl Session {
             };
             values.push((name.clone(), v));
         }
-        let outputs = self.inner.run(values).map_err(|e| Error::ort("running the model", e))?;
+        // Inputs are passed by reference and outlive the outputs: ORT may return a graph input
+        // that is also a graph output as a view of the input buffer.
+        let refs: Vec<(&str, &DynValue)> = values.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let outputs = self.inner.run(refs).map_err(|e| Error::ort("running the model", e))?;
         let mut result = Vec::with_capacity(outputs.len());
         for (name, value) in outputs.iter() {
             result.push((name.to_string(), to_f32(name, &value)?));

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 /// the checkout, or further up for worktrees kept in a sub-folder).
 fn shared(what: &str) -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors().skip(2).map(|a| a.join("shared").join(what)).find(|p| p.is_dir()).and_then(|p| p.canonicalize().ok())
+    root.ancestors()
+        .skip(2)
+        .map(|a| a.join("shared").join(what))
+        .find(|p| p.is_dir())
+        .and_then(|p| p.canonicalize().ok())
 }
 
 /// `../shared/models` beside the checkout, when present (a fresh clone passes without it).

@@ -25,16 +25,19 @@ fn fold_in(g: &mut GraphProto, taken: &mut HashSet<String>) -> Result<usize> {
             count += fold_in(sg, taken)?;
         }
     }
-    loop {
-        let ix = GraphIndex::new(g);
-        let outputs = output_names(g);
-        let Some((bn, conv)) = (0..g.node.len()).find_map(|i| candidate(g, &ix, &outputs, i)) else {
-            break;
-        };
+    // Candidates never overlap (each BN has its own conv), so one index serves them all:
+    // folding only rewrites initializers in place or appends new ones.
+    let ix = GraphIndex::new(g);
+    let outputs = output_names(g);
+    let found: Vec<(usize, usize)> = (0..g.node.len()).filter_map(|i| candidate(g, &ix, &outputs, i)).collect();
+    let mut folded = vec![false; g.node.len()];
+    for &(bn, conv) in &found {
         fold_one(g, &ix, bn, conv, taken)?;
-        g.node.remove(bn);
+        folded[bn] = true;
         count += 1;
     }
+    let mut it = folded.into_iter();
+    g.node.retain(|_| !it.next().unwrap_or(false));
     if count > 0 {
         drop_stale_value_info(g);
     }
@@ -58,7 +61,9 @@ fn candidate(g: &GraphProto, ix: &GraphIndex, outputs: &HashSet<String>, i: usiz
     if ix.consumers_of(x) != [i] {
         return None;
     }
-    let f32_init = |name: &str| ix.initializer(g, name).filter(|t| t.data_type == dt::FLOAT);
+    // Initializers that are also graph inputs can be replaced at run time: not constants.
+    let fixed = |name: &str| !g.input.iter().any(|v| v.name == name);
+    let f32_init = |name: &str| ix.initializer(g, name).filter(|t| t.data_type == dt::FLOAT && fixed(name));
     let w = f32_init(conv.input.get(1)?)?;
     if w.dims.len() < 2 {
         return None;
@@ -68,7 +73,7 @@ fn candidate(g: &GraphProto, ix: &GraphIndex, outputs: &HashSet<String>, i: usiz
     }
     let channels = out_channels(conv, w)?;
     for s in &bn.input[1..] {
-        let t = ix.initializer(g, s).filter(|t| tensor::is_float(t.data_type))?;
+        let t = ix.initializer(g, s).filter(|t| tensor::is_float(t.data_type) && fixed(s))?;
         if tensor::len(t).ok()? != channels {
             return None;
         }
@@ -85,7 +90,13 @@ fn out_channels(conv: &crate::onnx::proto::NodeProto, w: &TensorProto) -> Option
     }
 }
 
-fn fold_one(g: &mut GraphProto, ix: &GraphIndex, bn_i: usize, conv_i: usize, taken: &mut HashSet<String>) -> Result<()> {
+fn fold_one(
+    g: &mut GraphProto,
+    ix: &GraphIndex,
+    bn_i: usize,
+    conv_i: usize,
+    taken: &mut HashSet<String>,
+) -> Result<()> {
     let bn = g.node[bn_i].clone();
     let conv = g.node[conv_i].clone();
     let stat = |k: usize| -> Result<Vec<f64>> {
@@ -152,5 +163,49 @@ fn put_initializer(g: &mut GraphProto, t: TensorProto) {
     match g.initializer.iter_mut().find(|x| x.name == t.name) {
         Some(slot) => *slot = t,
         None => g.initializer.push(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{node, ModelBuilder};
+
+    fn model(scale_is_input: bool, training: bool) -> Model {
+        let mut b = ModelBuilder::new(14)
+            .input("x", dt::FLOAT, &[1.into(), 2.into(), 3.into(), 3.into()])
+            .output("y", dt::FLOAT, &[1.into(), 2.into(), 3.into(), 3.into()])
+            .initializer(tensor::from_f32("w", &[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]))
+            .initializer(tensor::from_f32("s", &[2], &[2.0, 0.5]))
+            .initializer(tensor::from_f32("b", &[2], &[0.0, 1.0]))
+            .initializer(tensor::from_f32("m", &[2], &[0.0, 0.0]))
+            .initializer(tensor::from_f32("v", &[2], &[1.0, 1.0]));
+        if scale_is_input {
+            b = b.input("s", dt::FLOAT, &[2.into()]);
+        }
+        let mut bn = node("BatchNormalization", "bn", &["c", "s", "b", "m", "v"], &["y"], vec![]);
+        if training {
+            bn.attribute.push(crate::onnx::builder::attr_i("training_mode", 1));
+        }
+        b.node(node("Conv", "conv", &["x", "w"], &["c"], vec![])).node(bn).build()
+    }
+
+    #[test]
+    fn folds_constant_statistics_only() {
+        let mut m = model(false, false);
+        assert_eq!(fold_batchnorm(&mut m).unwrap(), 1);
+        let g = m.graph();
+        assert_eq!(g.node.len(), 1);
+        assert_eq!(g.node[0].output, vec!["y"]);
+        let w = tensor::to_f32(g.initializer.iter().find(|t| t.name == "w").unwrap()).unwrap();
+        let eps = 1e-5f64;
+        let f0 = (2.0 / (1.0 + eps).sqrt()) as f32;
+        assert_eq!(w[0], f0);
+        assert_eq!(w[3], (0.5 / (1.0 + eps).sqrt()) as f32);
+        let bias = g.initializer.iter().find(|t| t.name == g.node[0].input[2]).unwrap();
+        assert_eq!(tensor::to_f32(bias).unwrap(), vec![0.0, 1.0]);
+        // Scale fed at run time, or training mode: left alone.
+        assert_eq!(fold_batchnorm(&mut model(true, false)).unwrap(), 0);
+        assert_eq!(fold_batchnorm(&mut model(false, true)).unwrap(), 0);
     }
 }

@@ -144,7 +144,12 @@ mod tests {
                 "d",
                 &[],
                 &["d"],
-                vec![AttributeProto { name: "sparse_value".into(), r#type: at::SPARSE_TENSOR, sparse_tensor: Some(sparse), ..Default::default() }],
+                vec![AttributeProto {
+                    name: "sparse_value".into(),
+                    r#type: at::SPARSE_TENSOR,
+                    sparse_tensor: Some(sparse),
+                    ..Default::default()
+                }],
             ))
             .node(node("Add", "add", &["a", "b"], &["y"], vec![]))
             .build();

@@ -2,7 +2,7 @@
 //! Add -> Clip -> Mul -> Div) rewritten to one ONNX op, so the quantizer sees one float island
 //! instead of four ops with a quantize/dequantize pair between each.
 
-use super::util::{close, drop_stale_value_info, is_op, make_node, output_names, scalar};
+use super::util::{close, const_tensor, drop_stale_value_info, is_op, make_node, output_names, scalar};
 use crate::error::Result;
 use crate::onnx::builder::attr_f;
 use crate::onnx::graph::{all_names, attr_f as get_f, subgraphs_mut, unique_name, GraphIndex};
@@ -24,9 +24,11 @@ pub struct HardSwishReport {
 ///   `x * HardSigmoid(x)` with alpha 1/6, beta 0.5: hard-swish;
 /// - `Clip(x + 3, 0, 6) / 6` (or `* 1/6`): hard-sigmoid,
 ///
-/// and rewrites them to `HardSwish(x)` when the model's default opset is 14 or newer, else to
-/// `Mul(x, HardSigmoid(x))`, and `HardSigmoid(x, alpha = 1/6, beta = 0.5)`. ONNX Runtime has no
-/// integer HardSwish kernel, so this makes one float op where there were four.
+/// and rewrites hard-swish to `HardSwish(x)` when the model's default opset is 14 or newer,
+/// else to `Mul(x, HardSigmoid(x))`; hard-sigmoid becomes `HardSigmoid(x, alpha = 1/6,
+/// beta = 0.5)`. ONNX Runtime has no integer HardSwish kernel, so this makes one float op where
+/// there were four. A hard-sigmoid chain that turns out to be part of a hard-swish counts once,
+/// as hard-swish.
 pub fn fuse_hardswish(model: &mut Model) -> Result<HardSwishReport> {
     let native = model.opset("").unwrap_or(0) >= 14;
     let g = model.graph_mut();
@@ -45,12 +47,14 @@ fn fuse_in(g: &mut GraphProto, native: bool, taken: &mut HashSet<String>, report
     let before = (report.hardswish, report.hardsigmoid);
     // Hard-sigmoid chains first, then x * HardSigmoid(x) (which also catches the chains whose
     // division came after the multiplication, matched directly below).
-    while let Some(m) = find_chain(g) {
-        apply(g, m, native, taken, report);
-    }
+    let chains = find_chains(g);
+    let made = apply(g, chains, native, taken, report);
     // Below opset 14, x * HardSigmoid(x) is already the form written.
-    while let Some(m) = find_hsig_mul(g).filter(|_| native) {
-        apply(g, m, native, taken, report);
+    if native {
+        let pairs = find_hsig_muls(g);
+        let made_here = pairs.iter().filter(|m| made.contains(&g.node[m.nodes[0]].name)).count();
+        report.hardsigmoid -= made_here;
+        apply(g, pairs, native, taken, report);
     }
     if (report.hardswish, report.hardsigmoid) != before {
         drop_stale_value_info(g);
@@ -99,17 +103,25 @@ fn clip_bounds(g: &GraphProto, clip: &NodeProto) -> Option<(f64, f64)> {
     Some((lo, hi))
 }
 
+/// The value of a constant of at most one dimension (so broadcasting it changes no shape).
+fn operand(g: &GraphProto, name: &str) -> Option<f64> {
+    const_tensor(g, name).filter(|t| t.dims.len() <= 1)?;
+    scalar(g, name)
+}
+
 /// True if node `n` divides `t` by 6 or multiplies it by 1/6.
 fn is_sixth(g: &GraphProto, n: &NodeProto, t: &str) -> bool {
     if is_op(n, "Div") && n.input.len() == 2 && n.input[0] == t {
-        return scalar(g, &n.input[1]).is_some_and(|v| close(v, 6.0));
+        return operand(g, &n.input[1]).is_some_and(|v| close(v, 6.0));
     }
-    is_op(n, "Mul") && other_input(n, t).and_then(|c| scalar(g, c)).is_some_and(|v| close(v, 1.0 / 6.0))
+    is_op(n, "Mul") && other_input(n, t).and_then(|c| operand(g, c)).is_some_and(|v| close(v, 1.0 / 6.0))
 }
 
-fn find_chain(g: &GraphProto) -> Option<Match> {
+/// Every written-out chain; matches never share a node, since each intermediate has one reader.
+fn find_chains(g: &GraphProto) -> Vec<Match> {
     let ix = GraphIndex::new(g);
     let outputs = output_names(g);
+    let mut found = Vec::new();
     for (ai, add) in g.node.iter().enumerate() {
         if !is_op(add, "Add") || add.input.len() != 2 || add.output.len() != 1 {
             continue;
@@ -117,7 +129,7 @@ fn find_chain(g: &GraphProto) -> Option<Match> {
         // x + 3, with x the non-constant side.
         let Some(x) = add.input.iter().find(|i| scalar(g, i).is_none()).cloned() else { continue };
         let Some(three) = other_input(add, &x) else { continue };
-        if !scalar(g, three).is_some_and(|v| close(v, 3.0)) {
+        if !operand(g, three).is_some_and(|v| close(v, 3.0)) {
             continue;
         }
         let Some(ci) = only_consumer(g, &ix, &outputs, &add.output[0]) else { continue };
@@ -134,23 +146,25 @@ fn find_chain(g: &GraphProto) -> Option<Match> {
         let name = if clip.name.is_empty() { add.name.clone() } else { clip.name.clone() };
         // Clip(x+3)/6 -> hard-sigmoid.
         if is_sixth(g, next, &clip.output[0]) && next.output.len() == 1 {
-            return Some(Match { nodes: vec![ai, ci, ni], x, y: next.output[0].clone(), swish: false, name });
+            found.push(Match { nodes: vec![ai, ci, ni], x, y: next.output[0].clone(), swish: false, name });
+            continue;
         }
         // x * Clip(x+3) / 6 -> hard-swish.
         if is_op(next, "Mul") && other_input(next, &clip.output[0]) == Some(x.as_str()) && next.output.len() == 1 {
             let Some(di) = only_consumer(g, &ix, &outputs, &next.output[0]) else { continue };
             let div = &g.node[di];
             if is_sixth(g, div, &next.output[0]) && div.output.len() == 1 {
-                return Some(Match { nodes: vec![ai, ci, ni, di], x, y: div.output[0].clone(), swish: true, name });
+                found.push(Match { nodes: vec![ai, ci, ni, di], x, y: div.output[0].clone(), swish: true, name });
             }
         }
     }
-    None
+    found
 }
 
-fn find_hsig_mul(g: &GraphProto) -> Option<Match> {
+fn find_hsig_muls(g: &GraphProto) -> Vec<Match> {
     let ix = GraphIndex::new(g);
     let outputs = output_names(g);
+    let mut found = Vec::new();
     for (hi, hs) in g.node.iter().enumerate() {
         if !is_op(hs, "HardSigmoid") || hs.input.len() != 1 || hs.output.len() != 1 {
             continue;
@@ -165,10 +179,10 @@ fn find_hsig_mul(g: &GraphProto) -> Option<Match> {
         let mul = &g.node[mi];
         if is_op(mul, "Mul") && other_input(mul, &hs.output[0]) == Some(x.as_str()) && mul.output.len() == 1 {
             let name = if hs.name.is_empty() { mul.name.clone() } else { hs.name.clone() };
-            return Some(Match { nodes: vec![hi, mi], x: x.clone(), y: mul.output[0].clone(), swish: true, name });
+            found.push(Match { nodes: vec![hi, mi], x: x.clone(), y: mul.output[0].clone(), swish: true, name });
         }
     }
-    None
+    found
 }
 
 fn hsig_node(name: String, x: String, y: String) -> NodeProto {
@@ -177,32 +191,105 @@ fn hsig_node(name: String, x: String, y: String) -> NodeProto {
     n
 }
 
-fn apply(g: &mut GraphProto, m: Match, native: bool, taken: &mut HashSet<String>, report: &mut HardSwishReport) {
+fn replacement(m: &Match, native: bool, taken: &mut HashSet<String>, report: &mut HardSwishReport) -> Vec<NodeProto> {
     let base = if m.name.is_empty() { m.y.clone() } else { m.name.clone() };
-    let new_nodes: Vec<NodeProto> = if !m.swish {
+    let (x, y) = (m.x.clone(), m.y.clone());
+    if !m.swish {
         report.hardsigmoid += 1;
-        vec![hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), m.x, m.y)]
-    } else if native {
-        report.hardswish += 1;
-        vec![make_node("HardSwish", unique_name(taken, &format!("{base}_hardswish")), vec![m.x], vec![m.y])]
-    } else {
-        report.hardswish += 1;
-        let h = unique_name(taken, &format!("{}_hardsigmoid", m.x));
-        vec![
-            hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), m.x.clone(), h.clone()),
-            make_node("Mul", unique_name(taken, &format!("{base}_mul")), vec![m.x, h], vec![m.y]),
-        ]
-    };
-    // The replacement takes the place of the pattern's last node, where its output was made.
-    let at = m.nodes.iter().copied().max().unwrap_or(0);
+        return vec![hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), x, y)];
+    }
+    report.hardswish += 1;
+    if native {
+        return vec![make_node("HardSwish", unique_name(taken, &format!("{base}_hardswish")), vec![x], vec![y])];
+    }
+    let h = unique_name(taken, &format!("{x}_hardsigmoid"));
+    vec![
+        hsig_node(unique_name(taken, &format!("{base}_hardsigmoid")), x.clone(), h.clone()),
+        make_node("Mul", unique_name(taken, &format!("{base}_mul")), vec![x, h], vec![y]),
+    ]
+}
+
+/// Replaces each match by its new nodes, placed where the pattern's last node (the one making
+/// its output) was. Returns the names of the nodes it made.
+fn apply(
+    g: &mut GraphProto,
+    matches: Vec<Match>,
+    native: bool,
+    taken: &mut HashSet<String>,
+    report: &mut HardSwishReport,
+) -> HashSet<String> {
+    let mut made = HashSet::new();
+    if matches.is_empty() {
+        return made;
+    }
+    let mut at: std::collections::HashMap<usize, Vec<NodeProto>> = std::collections::HashMap::new();
+    let mut gone: HashSet<usize> = HashSet::new();
+    for m in &matches {
+        if m.nodes.iter().any(|i| gone.contains(i)) {
+            continue; // cannot happen (see find_chains), but never rewrite a node twice
+        }
+        let last = m.nodes.iter().copied().max().unwrap_or(0);
+        let nodes = replacement(m, native, taken, report);
+        made.extend(nodes.iter().map(|n| n.name.clone()));
+        at.insert(last, nodes);
+        gone.extend(m.nodes.iter().copied());
+    }
     let mut out = Vec::with_capacity(g.node.len());
-    let mut new_nodes = Some(new_nodes);
     for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-        if i == at {
-            out.extend(new_nodes.take().unwrap_or_default());
-        } else if !m.nodes.contains(&i) {
+        if let Some(new_nodes) = at.remove(&i) {
+            out.extend(new_nodes);
+        } else if !gone.contains(&i) {
             out.push(n);
         }
     }
     g.node = out;
+    made
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{node, ModelBuilder, D};
+    use crate::onnx::tensor;
+
+    fn chain(three_dims: &[i64], shared_add: bool) -> Model {
+        let mut b = ModelBuilder::new(14)
+            .input("x", 1, &[D::S("n"), 4.into()])
+            .output("y", 1, &[D::S("n"), 4.into()])
+            .initializer(tensor::from_f32("three", three_dims, &[3.0]))
+            .initializer(tensor::from_f32("zero", &[], &[0.0]))
+            .initializer(tensor::from_f32("six", &[], &[6.0]))
+            .node(node("Add", "a", &["x", "three"], &["a"], vec![]))
+            .node(node("Clip", "c", &["a", "zero", "six"], &["c"], vec![]))
+            .node(node("Mul", "m", &["x", "c"], &["m"], vec![]))
+            .node(node("Div", "d", &["m", "six"], &["y"], vec![]));
+        if shared_add {
+            b = b.output("a", 1, &[D::S("n"), 4.into()]);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn fuses_only_when_shapes_and_uses_allow() {
+        let mut m = chain(&[1], false);
+        assert_eq!(fuse_hardswish(&mut m).unwrap().hardswish, 1);
+        assert_eq!(m.graph().node.len(), 1);
+        assert_eq!((m.graph().node[0].input[0].as_str(), m.graph().node[0].output[0].as_str()), ("x", "y"));
+        // A [1, 1, 1] constant would broadcast x to rank 3: not the same op.
+        let mut m = chain(&[1, 1, 1], false);
+        assert_eq!(fuse_hardswish(&mut m).unwrap(), HardSwishReport::default());
+        // An intermediate that is also a graph output must stay.
+        let mut m = chain(&[1], true);
+        assert_eq!(fuse_hardswish(&mut m).unwrap(), HardSwishReport::default());
+        assert_eq!(m.graph().node.len(), 4);
+        // x * (Clip(x + 3, 0, 6) / 6): a hard-sigmoid chain, then x * HardSigmoid(x); counted once.
+        let mut m = chain(&[1], false);
+        let g = m.graph_mut();
+        g.node[2] = node("Div", "d", &["c", "six"], &["h"], vec![]);
+        g.node[3] = node("Mul", "m", &["h", "x"], &["y"], vec![]);
+        let r = fuse_hardswish(&mut m).unwrap();
+        assert_eq!(r, HardSwishReport { hardswish: 1, hardsigmoid: 0 });
+        assert_eq!(m.graph().node.len(), 1);
+        assert_eq!(m.graph().node[0].op_type, "HardSwish");
+    }
 }

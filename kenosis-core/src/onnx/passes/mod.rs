@@ -34,7 +34,9 @@ use crate::onnx::Model;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct PrepareOptions {
-    /// Upgrade the default-domain opset to at least this (13 for per-channel QDQ); `None` keeps it.
+    /// Upgrade the default-domain opset to at least this (13 for per-channel QDQ); `None` keeps
+    /// it. At 14 or newer, hard-swish becomes the single `HardSwish` op, below that
+    /// `HardSigmoid` + `Mul`.
     pub min_opset: Option<i64>,
     /// Fold BatchNormalization into the Conv before it.
     pub fold_batchnorm: bool,
@@ -81,20 +83,57 @@ pub struct PrepareReport {
     pub initializers_pruned: usize,
 }
 
+impl PrepareReport {
+    /// One line for people: what changed, passes that did nothing left out.
+    pub fn human(&self) -> String {
+        let mut parts = Vec::new();
+        let mut say = |n: usize, what: &str| {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        };
+        say(self.constants_extracted, "Constant nodes to initializers");
+        say(self.casts_folded, "weight Casts folded");
+        say(self.noops_removed, "Identity/Dropout removed");
+        say(self.batchnorm_folded, "BatchNorm folded");
+        say(self.hardswish_fused, "hard-swish fused");
+        say(self.hardsigmoid_fused, "hard-sigmoid fused");
+        say(self.initializers_merged, "duplicate initializers merged");
+        say(self.nodes_pruned, "dead nodes pruned");
+        say(self.initializers_pruned, "unused initializers pruned");
+        if self.opset_to != self.opset_from {
+            parts.push(format!("opset {} -> {}", self.opset_from, self.opset_to));
+        }
+        if parts.is_empty() {
+            "nothing to change".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 /// Runs the passes in order: extract constants, fold casts, upgrade the opset (when
 /// `min_opset` asks for more than the model has), remove no-ops, fold BatchNormalization, fuse
 /// hard-swish, merge identical initializers, sort every graph topologically, prune what nothing
-/// uses. On error the model may be partly rewritten; pass a copy if the original matters.
+/// uses. On error the model is left as it was.
 pub fn prepare(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport> {
+    let mut work = model.clone();
+    let report = prepare_in_place(&mut work, opts)?;
+    *model = work;
+    Ok(report)
+}
+
+fn prepare_in_place(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport> {
     let mut r = PrepareReport::default();
     let c = extract_constants(model)?;
     r.constants_extracted = c.extracted;
     r.constants_kept = c.kept;
     r.casts_folded = fold_casts(model)?;
-    let from = model.opset("").unwrap_or(0);
-    r.opset_from = from;
-    r.opset_to = from;
-    if let Some(min) = opts.min_opset.filter(|&m| m > from) {
+    // A model importing no default domain has no standard op to upgrade.
+    let from = model.opset("");
+    r.opset_from = from.unwrap_or(0);
+    r.opset_to = r.opset_from;
+    if let Some(min) = opts.min_opset.filter(|&m| from.is_some_and(|f| m > f)) {
         let o = upgrade_opset(model, min)?;
         r.opset_to = o.to;
         r.opset_rewritten = o.rewritten;
@@ -122,4 +161,36 @@ pub fn prepare(model: &mut Model, opts: &PrepareOptions) -> Result<PrepareReport
     r.nodes_pruned = p.nodes;
     r.initializers_pruned = p.initializers;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{attr_f, node, ModelBuilder};
+
+    #[test]
+    fn a_failed_prepare_leaves_the_model_alone() {
+        let mut m = ModelBuilder::new(9)
+            .input("x", 1, &[1.into(), 1.into(), 2.into(), 2.into()])
+            .output("y", 1, &[1.into(), 1.into(), 4.into(), 4.into()])
+            .node(node("Constant", "k", &[], &["k"], vec![attr_f("value_float", 2.0)]))
+            .node(node("Upsample", "up", &["x", "k"], &["y"], vec![]))
+            .build();
+        let before = m.clone();
+        let e = prepare(&mut m, &PrepareOptions { min_opset: Some(13), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("`up`"), "{e}");
+        assert_eq!(m, before);
+        // Without an upgrade the same model prepares fine.
+        let r = prepare(&mut m, &PrepareOptions::default()).unwrap();
+        assert_eq!((r.constants_extracted, r.opset_from, r.opset_to), (1, 9, 9));
+        assert_eq!(r.human(), "1 Constant nodes to initializers");
+        let again = prepare(&mut m, &PrepareOptions::default()).unwrap();
+        assert_eq!(again.human(), "nothing to change");
+    }
+
+    #[test]
+    fn options_read_from_partial_json() {
+        let o: PrepareOptions = serde_json::from_str(r#"{"min_opset": 13}"#).unwrap();
+        assert_eq!(o, PrepareOptions { min_opset: Some(13), ..Default::default() });
+    }
 }

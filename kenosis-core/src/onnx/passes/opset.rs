@@ -119,7 +119,8 @@ impl Upgrade {
 
     fn node(&self, mut n: NodeProto, cx: &mut NodeCtx<'_>) -> Result<(Vec<NodeProto>, bool)> {
         let (node_name, op_type) = (n.name.clone(), n.op_type.clone());
-        let refuse = |why: &str| Error::Node { node: node_name.clone(), op_type: op_type.clone(), reason: why.to_string() };
+        let refuse =
+            |why: &str| Error::Node { node: node_name.clone(), op_type: op_type.clone(), reason: why.to_string() };
         let mut changed = false;
         match n.op_type.as_str() {
             "Squeeze" | "Unsqueeze" | "ReduceSum" if self.crosses(13) => {
@@ -195,7 +196,9 @@ impl Upgrade {
                 return Err(refuse("Resize changed its inputs and coordinate rules at opset 11 and is not converted; re-export the model at opset 11 or newer"));
             }
             "Scan" if self.crosses(9) => {
-                return Err(refuse("Scan changed its batch semantics at opset 9 and is not converted; re-export the model"));
+                return Err(refuse(
+                    "Scan changed its batch semantics at opset 9 and is not converted; re-export the model",
+                ));
             }
             _ => {}
         }
@@ -216,15 +219,18 @@ impl Upgrade {
         let shape = unique_name(cx.taken, &format!("{x}_shape"));
         let flat = unique_name(cx.taken, &format!("{x}_flat2d"));
         let soft = unique_name(cx.taken, &format!("{y}_2d"));
-        let mut shape_node = make_node("Shape", unique_name(cx.taken, &format!("{base}_shape")), vec![x.clone()], vec![shape.clone()]);
+        let mut shape_node =
+            make_node("Shape", unique_name(cx.taken, &format!("{base}_shape")), vec![x.clone()], vec![shape.clone()]);
         shape_node.domain = n.domain.clone();
-        let mut flatten = make_node("Flatten", unique_name(cx.taken, &format!("{base}_flatten")), vec![x], vec![flat.clone()]);
+        let mut flatten =
+            make_node("Flatten", unique_name(cx.taken, &format!("{base}_flatten")), vec![x], vec![flat.clone()]);
         flatten.attribute.push(mk_attr_i("axis", axis));
         flatten.domain = n.domain.clone();
         n.input[0] = flat;
         n.output[0] = soft.clone();
         set_attr_i(&mut n, "axis", 1);
-        let mut reshape = make_node("Reshape", unique_name(cx.taken, &format!("{base}_reshape")), vec![soft, shape], vec![y]);
+        let mut reshape =
+            make_node("Reshape", unique_name(cx.taken, &format!("{base}_reshape")), vec![soft, shape], vec![y]);
         reshape.domain = n.domain.clone();
         Ok((vec![shape_node, flatten, n, reshape], true))
     }
@@ -266,7 +272,12 @@ impl NodeCtx<'_> {
                 let name = unique_name(self.taken, &format!("{base}_{attr}"));
                 let v = a.f.unwrap_or(0.0);
                 let t = match t {
-                    dt::DOUBLE => TensorProto { name: name.clone(), data_type: dt::DOUBLE, raw_data: f64::from(v).to_le_bytes().to_vec(), ..Default::default() },
+                    dt::DOUBLE => TensorProto {
+                        name: name.clone(),
+                        data_type: dt::DOUBLE,
+                        raw_data: f64::from(v).to_le_bytes().to_vec(),
+                        ..Default::default()
+                    },
                     dt::FLOAT16 => tensor::from_f16(&name, &[], &[half::f16::from_f32(v)]),
                     _ => tensor::from_f32(&name, &[], &[v]),
                 };
@@ -341,22 +352,74 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
             }
             let got = |k: usize| n.input.get(k).and_then(|x| r.get(x)).copied();
             let len_of = |k: usize| {
-                n.input.get(k).and_then(|x| lens.get(x).copied()).or_else(|| {
-                    n.input.get(k).and_then(|x| const_tensor(g, x)).and_then(|t| tensor::len(&t).ok())
-                })
+                n.input
+                    .get(k)
+                    .and_then(|x| lens.get(x).copied())
+                    .or_else(|| n.input.get(k).and_then(|x| const_tensor(g, x)).and_then(|t| tensor::len(&t).ok()))
             };
 
             let axes_len = || attr_ints(n, "axes").map(<[i64]>::len).or_else(|| len_of(1));
             let out: Option<usize> = match n.op_type.as_str() {
                 "Constant" => n.output.first().and_then(|o| const_tensor(g, o)).map(|t| t.dims.len()),
-                "Relu" | "Sigmoid" | "Tanh" | "Clip" | "HardSigmoid" | "HardSwish" | "LeakyRelu" | "Elu" | "Selu"
-                | "Cast" | "Sqrt" | "Neg" | "Exp" | "Log" | "Abs" | "Erf" | "Identity" | "Dropout" | "Softmax"
-                | "LogSoftmax" | "Hardmax" | "BatchNormalization" | "InstanceNormalization"
-                | "LayerNormalization" | "LRN" | "Floor" | "Ceil" | "Round" | "Reciprocal" | "Sign" | "Softplus"
-                | "Softsign" | "PRelu" | "Resize" | "Upsample" | "Pad" | "Conv" | "ConvTranspose" | "MaxPool"
-                | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "LpPool" | "Mish" | "Gelu" | "Not"
-                | "Transpose" | "Slice" | "Split" | "Concat" | "Tile" | "CumSum" | "ReverseSequence"
-                | "DepthToSpace" | "SpaceToDepth" | "Trilu" | "IsNaN" | "IsInf" | "QuantizeLinear"
+                "Relu"
+                | "Sigmoid"
+                | "Tanh"
+                | "Clip"
+                | "HardSigmoid"
+                | "HardSwish"
+                | "LeakyRelu"
+                | "Elu"
+                | "Selu"
+                | "Cast"
+                | "Sqrt"
+                | "Neg"
+                | "Exp"
+                | "Log"
+                | "Abs"
+                | "Erf"
+                | "Identity"
+                | "Dropout"
+                | "Softmax"
+                | "LogSoftmax"
+                | "Hardmax"
+                | "BatchNormalization"
+                | "InstanceNormalization"
+                | "LayerNormalization"
+                | "LRN"
+                | "Floor"
+                | "Ceil"
+                | "Round"
+                | "Reciprocal"
+                | "Sign"
+                | "Softplus"
+                | "Softsign"
+                | "PRelu"
+                | "Resize"
+                | "Upsample"
+                | "Pad"
+                | "Conv"
+                | "ConvTranspose"
+                | "MaxPool"
+                | "AveragePool"
+                | "GlobalAveragePool"
+                | "GlobalMaxPool"
+                | "LpPool"
+                | "Mish"
+                | "Gelu"
+                | "Not"
+                | "Transpose"
+                | "Slice"
+                | "Split"
+                | "Concat"
+                | "Tile"
+                | "CumSum"
+                | "ReverseSequence"
+                | "DepthToSpace"
+                | "SpaceToDepth"
+                | "Trilu"
+                | "IsNaN"
+                | "IsInf"
+                | "QuantizeLinear"
                 | "DequantizeLinear" => got(0),
                 "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Sum" | "Mean" | "Equal" | "Less"
                 | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Where" | "Mod" => {
@@ -412,7 +475,10 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
                 }
             }
             // Ops that keep the shape tell the input's rank from the output's.
-            let same_rank = matches!(n.op_type.as_str(), "Softmax" | "LogSoftmax" | "Hardmax" | "Identity" | "Relu" | "Sigmoid" | "Cast" | "Clip");
+            let same_rank = matches!(
+                n.op_type.as_str(),
+                "Softmax" | "LogSoftmax" | "Hardmax" | "Identity" | "Relu" | "Sigmoid" | "Cast" | "Clip"
+            );
             if same_rank {
                 if let (Some(x), Some(&rank)) = (n.input.first(), n.output.first().and_then(|y| r.get(y))) {
                     r.entry(x.clone()).or_insert(rank);
@@ -424,7 +490,12 @@ pub(crate) fn infer_ranks(g: &GraphProto) -> HashMap<String, usize> {
 }
 
 /// The length of `n`'s output when it is a 1-D vector whose length is known statically.
-fn vector_len(g: &GraphProto, n: &NodeProto, ranks: &HashMap<String, usize>, lens: &HashMap<String, usize>) -> Option<usize> {
+fn vector_len(
+    g: &GraphProto,
+    n: &NodeProto,
+    ranks: &HashMap<String, usize>,
+    lens: &HashMap<String, usize>,
+) -> Option<usize> {
     let input_len = |k: usize| n.input.get(k).and_then(|x| lens.get(x)).copied();
     let ints = |k: usize| -> Option<Vec<i64>> {
         n.input.get(k).filter(|x| !x.is_empty()).and_then(|x| const_tensor(g, x)).and_then(|t| tensor::to_i64(&t).ok())
@@ -505,7 +576,13 @@ mod tests {
             .node(node("Slice", "slice", &["sh", "s0", "s1"], &["mid"], vec![]))
             .node(node("Concat", "cat", &["mid", "extra"], &["target"], vec![crate::onnx::builder::attr_i("axis", 0)]))
             .node(node("Reshape", "r", &["x", "target"], &["y"], vec![]))
-            .node(node("ReduceSum", "rs", &["y", "dyn_axes"], &["z"], vec![crate::onnx::builder::attr_i("keepdims", 0)]))
+            .node(node(
+                "ReduceSum",
+                "rs",
+                &["y", "dyn_axes"],
+                &["z"],
+                vec![crate::onnx::builder::attr_i("keepdims", 0)],
+            ))
             .graph();
         let r = infer_ranks(&g);
         assert_eq!(r["y"], 4, "2 sliced dims + 2 constant ones");

@@ -1,0 +1,193 @@
+//! Accuracy metrics between an FP32 output and its INT8 counterpart: cosine similarity, top-1
+//! agreement for classifier-shaped outputs, max absolute error.
+
+use serde::{Deserialize, Serialize};
+
+/// Cosine similarity of two equally long value lists, computed in f64.
+///
+/// Pairs where either value is non-finite are left out (the caller counts them). When both
+/// sides are all zero the outputs agree exactly (1.0); when only one is, they share nothing (0.0).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        if !x.is_finite() || !y.is_finite() {
+            continue;
+        }
+        let (x, y) = (f64::from(x), f64::from(y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    match (na == 0.0, nb == 0.0) {
+        (true, true) => 1.0,
+        (true, false) | (false, true) => 0.0,
+        _ => (dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0),
+    }
+}
+
+/// The largest `|a - b|` over pairs where both values are finite (0.0 when there are none).
+pub fn max_abs_error(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Index of the largest value (the first one on ties; NaN never wins). `None` for an empty row.
+pub fn argmax(row: &[f32]) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &v) in row.iter().enumerate() {
+        if v.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// How many rows of `classes` values have the same arg-max in `a` and `b`: `(agreeing, rows)`.
+pub fn top1_matches(a: &[f32], b: &[f32], classes: usize) -> (u64, u64) {
+    if classes == 0 {
+        return (0, 0);
+    }
+    let mut agree = 0;
+    let mut rows = 0;
+    for (ra, rb) in a.chunks_exact(classes).zip(b.chunks_exact(classes)) {
+        rows += 1;
+        if argmax(ra).is_some() && argmax(ra) == argmax(rb) {
+            agree += 1;
+        }
+    }
+    (agree, rows)
+}
+
+/// Ops after which a `[N, T, C]` output is read as class scores per position.
+const SCORE_OPS: &[&str] = &["Softmax", "LogSoftmax"];
+
+/// What kind of output this is, for the metrics that apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// `[N, C]` with `C > 1`: one class decision per row (a classifier head).
+    Classifier,
+    /// `[N, T, C]` (or more leading dims) with `C > 1`, at most [`MAX_POSITIONS`] positions
+    /// per sample and produced by Softmax/LogSoftmax: one class decision per position (a
+    /// sequence recognizer such as CTC text recognition).
+    PerPosition,
+    /// Anything else (feature maps, boxes, detection heads): cosine and max error only.
+    Tensor,
+}
+
+/// The most positions (product of the dims between batch and classes) a per-position
+/// classifier may have; more than that is a dense map, not a sequence.
+pub const MAX_POSITIONS: usize = 4096;
+
+/// Classifies an output by its shape and the op that produced it (looked up through
+/// Identity/Reshape/Flatten/Squeeze). Returns the kind and, for classifiers, the class count.
+///
+/// Rank-2 `[N, C]` outputs with `C > 1` are classifiers whatever produced them. Higher ranks
+/// count only when a Softmax/LogSoftmax produced them: a detector's `[1, 22, 2100]` box tensor
+/// has the same rank and must not be read as 22 class decisions over 2100 anchors.
+pub fn output_kind(shape: &[usize], producer_op: Option<&str>) -> (OutputKind, Option<usize>) {
+    let Some(&classes) = shape.last() else { return (OutputKind::Tensor, None) };
+    if classes < 2 {
+        return (OutputKind::Tensor, None);
+    }
+    match shape.len() {
+        2 => (OutputKind::Classifier, Some(classes)),
+        n if n >= 3 => {
+            let positions: usize = shape[1..n - 1].iter().product();
+            if positions <= MAX_POSITIONS && producer_op.is_some_and(|op| SCORE_OPS.contains(&op)) {
+                (OutputKind::PerPosition, Some(classes))
+            } else {
+                (OutputKind::Tensor, None)
+            }
+        }
+        _ => (OutputKind::Tensor, None),
+    }
+}
+
+/// Running figures for one output over all samples.
+#[derive(Debug, Clone)]
+pub(crate) struct OutputStats {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: OutputKind,
+    pub classes: Option<usize>,
+    pub cosines: Vec<f64>,
+    pub max_abs_error: f64,
+    pub top1: (u64, u64),
+    /// Values non-finite in INT8 where FP32 is finite.
+    pub int8_nonfinite: u64,
+    /// Values non-finite in FP32 (left out of every metric).
+    pub fp32_nonfinite: u64,
+}
+
+impl OutputStats {
+    pub fn new(name: &str, shape: &[usize], producer_op: Option<&str>) -> Self {
+        let (kind, classes) = output_kind(shape, producer_op);
+        OutputStats {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            kind,
+            classes,
+            cosines: Vec::new(),
+            max_abs_error: 0.0,
+            top1: (0, 0),
+            int8_nonfinite: 0,
+            fp32_nonfinite: 0,
+        }
+    }
+
+    /// Adds one sample's pair of outputs (same length, checked by the caller). `same_shape`:
+    /// the output has the shape it had on the first sample, so its class axis is still known.
+    pub fn add(&mut self, fp32: &[f32], int8: &[f32], same_shape: bool) {
+        self.cosines.push(cosine(fp32, int8));
+        self.max_abs_error = self.max_abs_error.max(max_abs_error(fp32, int8));
+        for (x, y) in fp32.iter().zip(int8) {
+            if !x.is_finite() {
+                self.fp32_nonfinite += 1;
+            } else if !y.is_finite() {
+                self.int8_nonfinite += 1;
+            }
+        }
+        if let Some(c) = self.classes.filter(|_| same_shape) {
+            let (a, n) = top1_matches(fp32, int8, c);
+            self.top1.0 += a;
+            self.top1.1 += n;
+        }
+    }
+
+    pub fn cosine_mean(&self) -> f64 {
+        if self.cosines.is_empty() {
+            return 0.0;
+        }
+        self.cosines.iter().sum::<f64>() / self.cosines.len() as f64
+    }
+
+    pub fn cosine_min(&self) -> f64 {
+        self.cosines.iter().copied().fold(f64::INFINITY, f64::min).min(1.0)
+    }
+
+    pub fn top1_agreement(&self) -> Option<f64> {
+        (self.classes.is_some() && self.top1.1 > 0).then(|| self.top1.0 as f64 / self.top1.1 as f64)
+    }
+}
+
+/// The median of `values` (mean of the middle two for an even count; 0.0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
