@@ -33,8 +33,10 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
   printf '%-9s %6.1f s   (empty target folder: every dependency compiled, then quantized)\n' scratch "$(echo "$t1 - $t0" | bc)"
 fi
 cargo build -p orientation -q                      # warm-up: dependencies compiled
+rm -rf "$KENOSIS_CACHE_DIR"                        # (the warm-up filled it)
 cargo clean -p orientation -q
 timed quantize cargo build -p orientation
+grep -q "calibrated and validated" "$work/quantize.log" || { echo "expected a calibration"; cat "$work/quantize.log"; exit 1; }
 cargo clean -p orientation -q
 timed cached cargo build -p orientation
 grep -q "cache hit" "$work/cached.log" || { echo "expected a cache hit"; cat "$work/cached.log"; exit 1; }
