@@ -18,7 +18,6 @@ pub(crate) fn quantize_config(r: &Resolved, manifest_dir: &Path) -> QuantizeConf
         exclude_nodes: r.exclude_nodes.clone(),
         exclude_ops: r.exclude_ops.clone(),
         inputs: r.input_config(manifest_dir),
-        ..Default::default()
     }
 }
 

@@ -184,7 +184,7 @@ fn online(
             Lookup::Hit(dir) => match read_hit(&dir) {
                 Some((int8, rec)) => return Ok((Origin::CacheHit, int8, rec)),
                 None => {
-                    warn(&format!("kenosis: {written}: cache entry {} is unreadable; rebuilding it", dir.display()));
+                    warn(&format!("kenosis: {written}: cache entry {} is unreadable or from another Kenosis version; rebuilding it", dir.display()));
                     shared.discard(&dir);
                 }
             },
@@ -227,6 +227,8 @@ fn read_hit(dir: &Path) -> Option<(Vec<u8>, Record)> {
     let int8 = cache::read_entry_file(dir, INT8_FILE).ok()?;
     let text = cache::read_entry_file(dir, RECORD_FILE).ok()?;
     let rec: Record = serde_json::from_slice(&text).ok()?;
+    // An entry from a Kenosis whose report had other fields is rebuilt, not an error.
+    serde_json::from_value::<Report>(rec.report.clone()).ok()?;
     Some((int8, rec))
 }
 

@@ -40,15 +40,18 @@ pub fn tiny_classifier() -> Model {
         .build()
 }
 
-/// Two Conv branches added, a third concatenated: exercises Add and Concat placement.
+/// A stem conv, then two Conv branches added and a third concatenated: Add and Concat placement.
 pub fn two_branch() -> Model {
     let mut rng = Rng::new(12);
     let mut b = ModelBuilder::new(13).input("x", FLOAT, &[D::N(1), D::N(3), D::N(16), D::N(16)]).output("y", FLOAT, &[D::N(1), D::N(8), D::N(16), D::N(16)]);
-    b = conv(b, &mut rng, "a", "x", "ya", 3, 4);
-    b = conv(b, &mut rng, "b", "x", "yb", 3, 4);
+    // A stem first: Kenosis keeps a conv that reads the model input in float.
+    b = conv(b, &mut rng, "stem", "x", "st", 3, 4);
+    b = b.node(node("Relu", "relu_stem", &["st"], &["x1"], vec![]));
+    b = conv(b, &mut rng, "a", "x1", "ya", 4, 4);
+    b = conv(b, &mut rng, "b", "x1", "yb", 4, 4);
     b = b.node(node("Add", "add", &["ya", "yb"], &["s"], vec![]));
     b = b.node(node("Relu", "relu", &["s"], &["rs"], vec![]));
-    b = conv(b, &mut rng, "c", "x", "yc", 3, 4);
+    b = conv(b, &mut rng, "c", "x1", "yc", 4, 4);
     b = b.node(node("Relu", "relu_c", &["yc"], &["rc"], vec![]));
     b.node(node("Concat", "cat", &["rs", "rc"], &["y"], vec![attr_i("axis", 1)])).build()
 }
