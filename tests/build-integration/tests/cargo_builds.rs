@@ -51,6 +51,12 @@ impl Scratch {
 
     /// Several such crates in one scratch workspace (one per name).
     fn workspace(names: &[&str], build_rs: Option<&str>, main_rs: &str) -> Scratch {
+        // Cargo gives a package the same OUT_DIR wherever it lives, so names are unique per run:
+        // a build from an earlier run must never stand in for this one.
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+        let owned: Vec<String> = names.iter().map(|n| format!("{n}_{run}_{}", std::process::id())).collect();
+        let names: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let names = names.as_slice();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let single = names.len() == 1;
@@ -162,7 +168,7 @@ fn cache_hits_reproducible_bytes_and_corrupt_entries() {
     let first = app.build_ok(&[("KENOSIS_CACHE_DIR", s(&c1))]);
     assert!(first.contains("calibrated and validated"), "{first}");
     assert!(first.contains("kenosis: models/m.onnx:") && first.contains("cosine"), "one summary line per model:\n{first}");
-    let bytes = app.embedded("kenosis_scratch_cache");
+    let bytes = app.embedded(&app.names[0]);
     assert_eq!(entries(&c1).len(), 1);
 
     // Second build from a clean package: a cache hit, no calibration, same bytes.
@@ -170,7 +176,7 @@ fn cache_hits_reproducible_bytes_and_corrupt_entries() {
     let second = app.build_ok(&[("KENOSIS_CACHE_DIR", s(&c1))]);
     assert!(second.contains("cache hit, no calibration"), "{second}");
     assert!(!second.contains("calibrated and validated"), "{second}");
-    assert_eq!(app.embedded("kenosis_scratch_cache"), bytes);
+    assert_eq!(app.embedded(&app.names[0]), bytes);
 
     // A corrupted entry is detected, not used, and rebuilt.
     let entry = entries(&c1).remove(0);
@@ -183,7 +189,7 @@ fn cache_hits_reproducible_bytes_and_corrupt_entries() {
     let third = app.build_ok(&[("KENOSIS_CACHE_DIR", s(&c1))]);
     assert!(third.contains("corrupt cache entry"), "{third}");
     assert!(third.contains("calibrated and validated"), "{third}");
-    assert_eq!(app.embedded("kenosis_scratch_cache"), bytes);
+    assert_eq!(app.embedded(&app.names[0]), bytes);
     assert_eq!(std::fs::read(&model).unwrap(), bytes, "the entry was rebuilt whole");
 
     // A truncated entry (as a killed build could leave without the atomic rename) is rebuilt too.
@@ -197,7 +203,7 @@ fn cache_hits_reproducible_bytes_and_corrupt_entries() {
     app.clean();
     let fifth = app.build_ok(&[("KENOSIS_CACHE_DIR", s(&c2))]);
     assert!(fifth.contains("calibrated and validated"), "{fifth}");
-    assert_eq!(app.embedded("kenosis_scratch_cache"), bytes);
+    assert_eq!(app.embedded(&app.names[0]), bytes);
     assert_eq!(entries(&c2).iter().map(|e| e.file_name()).collect::<Vec<_>>(), entries(&c1).iter().map(|e| e.file_name()).collect::<Vec<_>>());
 }
 
@@ -219,7 +225,7 @@ fn offline_builds_from_committed_records() {
     for field in ["\"key_inputs\"", "\"ranges\"", "\"ort_version\"", "\"report\"", "\"summary\"", "\"algorithm_version\""] {
         assert!(text.contains(field), "record lacks {field}");
     }
-    let online = app.embedded("kenosis_scratch_offline");
+    let online = app.embedded(&app.names[0]);
 
     // --check passes on fresh records.
     app.build_ok(&[("KENOSIS_CACHE_DIR", s(&c1)), ("KENOSIS_PREPARE", s(&root)), ("KENOSIS_PREPARE_CHECK", "1"), ("KENOSIS_PREPARE_RUN", "2")]);
@@ -233,7 +239,7 @@ fn offline_builds_from_committed_records() {
     let off = app.build_ok(&env);
     assert!(off.contains("rebuilt from .kenosis/ record"), "{off}");
     assert!(!off.contains("differs from the one the record was made with"), "{off}");
-    assert_eq!(app.embedded("kenosis_scratch_offline"), online);
+    assert_eq!(app.embedded(&app.names[0]), online);
     assert!(entries(&c2).is_empty(), "an offline build runs no ONNX Runtime and fills no cache");
 
     // No KENOSIS_OFFLINE, but no ONNX Runtime either: the record is used.
@@ -245,7 +251,7 @@ fn offline_builds_from_committed_records() {
         // (skipped when the system loader finds an ONNX Runtime anyway)
         assert!(ok, "{fallback}");
         assert!(fallback.contains("no ONNX Runtime") && fallback.contains("rebuilt from .kenosis/ record"), "{fallback}");
-        assert_eq!(app.embedded("kenosis_scratch_offline"), online);
+        assert_eq!(app.embedded(&app.names[0]), online);
     }
 
     // Changed settings make the record stale: --check and offline builds say to run kenosis prepare.
@@ -276,6 +282,7 @@ fn racing_builds_share_one_cache() {
     // Cargo runs both build scripts at once (-j 2), on the same model and settings.
     let out = ws.build_ok(&[("KENOSIS_CACHE_DIR", s(&cache)), ("CARGO_BUILD_JOBS", "2")]);
     assert_eq!(out.matches("kenosis: models/m.onnx:").count(), 2, "{out}");
+    let names = [ws.names[0].as_str(), ws.names[1].as_str()];
     let a = ws.embedded(names[0]);
     assert_eq!(ws.embedded(names[1]), a);
 
