@@ -37,6 +37,7 @@ enum Command {
     Cast(cmd::cast::Args),
     Diff(cmd::diff::Args),
     Quantize(cmd::quantize::Args),
+    Prepare(cmd::prepare::Args),
     Validate(cmd::validate::Args),
 }
 
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Cast(args) => cmd::cast::run(&global, args),
         Command::Diff(args) => cmd::diff::run(&global, args),
         Command::Quantize(args) => cmd::quantize::run(&global, args),
+        Command::Prepare(args) => cmd::prepare::run(&global, args),
         Command::Validate(args) => cmd::validate::run(&global, args),
     };
     common::finish(result)

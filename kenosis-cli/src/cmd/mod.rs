@@ -3,5 +3,6 @@
 pub mod cast;
 pub mod diff;
 pub mod inspect;
+pub mod prepare;
 pub mod quantize;
 pub mod validate;
