@@ -4,6 +4,7 @@ use crate::common::{load_model, output_path, save_model, CmdResult, Failure, Glo
 use kenosis_core::calibrate::{InputConfig, Preprocess, Source};
 use kenosis_core::inspect::human_bytes;
 use kenosis_core::quantize::{self, QuantizeConfig};
+use kenosis_core::validate;
 use std::path::PathBuf;
 
 /// Quantize an FP32 model to static INT8 (QDQ) that ONNX Runtime runs with integer kernels.
@@ -75,6 +76,24 @@ pub struct Args {
     /// Print the decisions as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// After writing OUT, validate it against the FP32 model and print the `kenosis validate`
+    /// report (cosine, top-1, latency side by side, fusion, verdict). A BROKEN verdict or a failed
+    /// --min-* gate exits 4; OUT is kept so it can be inspected.
+    #[arg(long)]
+    pub validate: bool,
+    /// Validate on these images (same --preprocess/--bgr) instead of the calibration inputs;
+    /// images the model was not calibrated on give the honest figures.
+    #[arg(long, value_name = "DIR", requires = "validate")]
+    pub validation_images: Option<PathBuf>,
+    /// With --validate: fail (exit 4) below this cosine similarity.
+    #[arg(long, value_name = "X", requires = "validate")]
+    pub min_cosine: Option<f64>,
+    /// With --validate: fail (exit 4) below this speedup over FP32 (timing is noisy on a busy machine).
+    #[arg(long, value_name = "X", requires = "validate")]
+    pub min_speedup: Option<f64>,
+    /// With --validate: fail (exit 4) below this top-1 agreement (a fraction, e.g. 0.99).
+    #[arg(long, value_name = "X", requires = "validate")]
+    pub min_top1: Option<f64>,
 }
 
 /// `--preprocess` values.
@@ -93,8 +112,8 @@ fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
 }
 
 impl Args {
-    fn config(&self) -> QuantizeConfig {
-        let preprocess = match (&self.mean, &self.std, self.preprocess) {
+    fn preprocess(&self) -> Preprocess {
+        match (&self.mean, &self.std, self.preprocess) {
             (Some(m), Some(s), _) => Preprocess::Custom {
                 mean: [m[0], m[1], m[2]],
                 std: [s[0], s[1], s[2]],
@@ -102,7 +121,11 @@ impl Args {
             (_, _, PreprocessArg::Unit) => Preprocess::Unit,
             (_, _, PreprocessArg::Half) => Preprocess::Half,
             (_, _, PreprocessArg::Imagenet) => Preprocess::Imagenet,
-        };
+        }
+    }
+
+    fn config(&self) -> QuantizeConfig {
+        let preprocess = self.preprocess();
         let source = if let Some(dir) = &self.calibration_images {
             Source::Images {
                 dir: dir.clone(),
@@ -158,8 +181,10 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             serde_json::to_string_pretty(&q.ranges).map_err(|e| Failure::Other(format!("can't write ranges: {e}")))?;
         kenosis_core::onnx::model::write_atomic(r, format!("{json}\n").as_bytes())?;
     }
+    let report = if args.validate { Some(validate_output(global, &args, &cfg, &model, &q.model)?) } else { None };
     if args.json {
-        return crate::common::print_json(&q.summary);
+        crate::common::print_json(&q.summary)?;
+        return report.map_or(Ok(()), |r| gate(&args, &r));
     }
     let s = &q.summary;
     let quantized: usize = s.quantized.values().sum();
@@ -190,7 +215,45 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             }
         }
     }
+    if let Some(r) = &report {
+        print!("{}", r.human());
+        return gate(&args, r);
+    }
     Ok(())
+}
+
+/// Validates the INT8 model as `kenosis validate` would, on the validation images, else on the
+/// calibration inputs (synthetic ones with validation's own seed, so they differ).
+fn validate_output(
+    global: &Global,
+    args: &Args,
+    cfg: &QuantizeConfig,
+    fp32: &kenosis_core::onnx::Model,
+    int8: &kenosis_core::onnx::Model,
+) -> Result<validate::Report, Failure> {
+    let source = match (&args.validation_images, &cfg.inputs.source) {
+        (Some(dir), _) => Source::Images { dir: dir.clone(), preprocess: args.preprocess(), bgr: args.bgr },
+        (None, Source::Synthetic { .. }) => Source::Synthetic { seed: validate::VALIDATION_SEED },
+        (None, other) => other.clone(),
+    };
+    let opts = validate::ValidateOptions {
+        inputs: InputConfig { source, samples: args.samples, shapes: cfg.inputs.shapes.clone() },
+        ..Default::default()
+    };
+    let progress = Progress::new(global, "validating", None);
+    let report = validate::validate(fp32, int8, &opts)?;
+    progress.finish(&format!("{}", report.verdict));
+    Ok(report)
+}
+
+fn gate(args: &Args, report: &validate::Report) -> CmdResult {
+    let gates = validate::Gates { min_cosine: args.min_cosine, min_top1_agreement: args.min_top1, min_speedup: args.min_speedup };
+    let failures = report.check(&gates);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Gate(failures.join("; ")))
+    }
 }
 
 fn counts(m: &std::collections::BTreeMap<String, usize>) -> String {
