@@ -72,11 +72,58 @@ fn experiment() {
     let exclude_ops: Vec<String> = kenosis_core::env::var("KENOSIS_EXP_EXCLUDE")
         .map(|s| s.split(',').map(String::from).collect())
         .unwrap_or_default();
+    if kenosis_core::env::flag("KENOSIS_EXP_RANGES") {
+        let g = fp32.graph();
+        let ix = kenosis_core::onnx::graph::GraphIndex::new(g);
+        let mut v: Vec<(f32, String, String)> = r
+            .0
+            .iter()
+            .map(|(t, (lo, hi))| {
+                let op = ix.producer_of(t).map(|p| g.node[p].op_type.clone()).unwrap_or_default();
+                (lo.abs().max(hi.abs()), t.clone(), format!("{op} [{lo:.3}, {hi:.3}]"))
+            })
+            .collect();
+        v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+        for (_, t, d) in v.iter() {
+            println!("RANGE {t} {d}");
+        }
+    }
+    let mut exclude_nodes: Vec<String> = kenosis_core::env::var("KENOSIS_EXP_EXCLUDE_NODES")
+        .map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    // Keep float every node downstream (or upstream with KENOSIS_EXP_UP) of the given tensors.
+    if let Some(ts) = kenosis_core::env::var("KENOSIS_EXP_FLOAT_FROM") {
+        let g = fp32.graph();
+        let up = kenosis_core::env::flag("KENOSIS_EXP_UP");
+        let mut set: std::collections::HashSet<String> = ts.split(',').map(String::from).collect();
+        let order = kenosis_core::onnx::graph::topological_order(g).unwrap();
+        let mut hit = std::collections::BTreeSet::new();
+        let it: Vec<usize> = if up { order.iter().rev().copied().collect() } else { order.clone() };
+        for i in it {
+            let n = &g.node[i];
+            let (from, to) = if up { (&n.output, &n.input) } else { (&n.input, &n.output) };
+            if from.iter().any(|t| set.contains(t)) || (!up && n.output.iter().any(|t| set.contains(t) && !hit.contains(&n.name))) {
+                hit.insert(n.name.clone());
+                set.extend(to.iter().cloned());
+            }
+        }
+        println!("float-from marks {} nodes", hit.len());
+        exclude_nodes.extend(hit);
+    }
+    if kenosis_core::env::flag("KENOSIS_EXP_TAIL") {
+        let g = fp32.graph();
+        let order = kenosis_core::onnx::graph::topological_order(g).unwrap();
+        for &i in order.iter().rev() {
+            let n = &g.node[i];
+            println!("TAIL {} {} {:?} -> {:?}", n.op_type, n.name, n.input, n.output);
+        }
+    }
     let cfg = QuantizeConfig {
         per_channel,
         weight_bits: bits,
         target_arch: Some("x86_64".into()),
         exclude_ops,
+        exclude_nodes,
         ..Default::default()
     };
     let t1 = Instant::now();
