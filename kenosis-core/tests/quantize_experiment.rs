@@ -110,6 +110,15 @@ fn experiment() {
         println!("float-from marks {} nodes", hit.len());
         exclude_nodes.extend(hit);
     }
+    // Keep float the grouped (KENOSIS_EXP_FLOAT_CONV=dw) or the dense (=dense) Convs.
+    if let Some(which) = kenosis_core::env::var("KENOSIS_EXP_FLOAT_CONV") {
+        for n in fp32.graph().node.iter().filter(|n| n.op_type == "Conv") {
+            let dw = kenosis_core::onnx::graph::attr_i(n, "group").unwrap_or(1) > 1;
+            if dw == (which == "dw") {
+                exclude_nodes.push(n.name.clone());
+            }
+        }
+    }
     if kenosis_core::env::flag("KENOSIS_EXP_TAIL") {
         let g = fp32.graph();
         let order = kenosis_core::onnx::graph::topological_order(g).unwrap();
