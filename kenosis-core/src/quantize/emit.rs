@@ -258,7 +258,7 @@ fn weight_axis(kind: Kind, n: &NodeProto, per_channel: bool, w: &[f32], dims: &[
 /// True when some output channel's largest |w| is under 1/4 of the whole tensor's.
 fn uneven_channels(w: &[f32], dims: &[i64]) -> bool {
     let c = dims.first().copied().unwrap_or(0).max(0) as usize;
-    if c < 2 || w.len() % c != 0 || w.is_empty() {
+    if c < 2 || !w.len().is_multiple_of(c) || w.is_empty() {
         return false;
     }
     let per: Vec<f32> = w.chunks(w.len() / c).map(|ch| ch.iter().fold(0f32, |m, v| m.max(v.abs()))).collect();
