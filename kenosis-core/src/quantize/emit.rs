@@ -464,3 +464,25 @@ pub fn emit(graph: &mut GraphProto, plan: &Plan, ranges: &Ranges, w: WeightOpts)
         .retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
     Ok(e.stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_channel_axis_for_grouped_and_uneven_convs() {
+        let conv = |group: i64| NodeProto {
+            op_type: "Conv".into(),
+            attribute: vec![attr_i("group", group)],
+            ..Default::default()
+        };
+        let even = [1.0f32, -0.5, 0.8, 0.3];
+        let uneven = [1.0f32, -0.5, 0.1, 0.2];
+        let dims = [2i64, 2];
+        assert_eq!(weight_axis(Kind::Conv, &conv(1), false, &even, &dims), None);
+        assert_eq!(weight_axis(Kind::Conv, &conv(1), true, &even, &dims), Some(0));
+        assert_eq!(weight_axis(Kind::Conv, &conv(2), false, &even, &dims), Some(0));
+        assert_eq!(weight_axis(Kind::Conv, &conv(1), false, &uneven, &dims), Some(0));
+        assert_eq!(weight_axis(Kind::Gemm, &conv(1), true, &uneven, &dims), None);
+    }
+}
