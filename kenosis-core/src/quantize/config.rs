@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuantizeConfig {
-    /// One weight scale per output channel (axis 0 for Conv/Gemm, 1 for ConvTranspose) instead of one per tensor.
+    /// One weight scale per output channel for every Conv (axis 0) instead of one per tensor. Grouped and
+    /// depthwise Convs get per-channel scales even when this is false.
     pub per_channel: bool,
     /// Weight bits: 7 (values -64..63, used as ±63) or 8 (±127). `None`: 7 for x86-64 targets,
     /// whose non-VNNI integer kernels saturate with full-range weights, else 8.

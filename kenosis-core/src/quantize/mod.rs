@@ -147,7 +147,7 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
             .count();
         if depthwise > 0 {
             summary.notes.push(format!(
-                "{depthwise} grouped/depthwise Conv(s) quantized per tensor; per-channel weights (--per-channel) are usually far more accurate for them"
+                "{depthwise} grouped/depthwise Conv(s) get per-channel weight scales (always, for accuracy); the other Convs are per tensor unless per_channel is set"
             ));
         }
     }
