@@ -1,28 +1,9 @@
 //! Models Kenosis refuses to quantize, with the reason.
 
 use crate::error::{Error, Result};
+use crate::inspect::QUANTIZED_OPS;
 use crate::onnx::graph::for_each_graph;
 use crate::onnx::proto::GraphProto;
-
-/// Ops that mean the model has been quantized already.
-const QUANTIZED_OPS: &[&str] = &[
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "DynamicQuantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "ConvInteger",
-    "MatMulInteger",
-    "QLinearAdd",
-    "QLinearMul",
-    "QLinearConcat",
-    "QLinearSigmoid",
-    "QLinearGlobalAveragePool",
-    "QLinearAveragePool",
-    "QGemm",
-    "MatMulIntegerToFloat",
-    "DynamicQuantizeMatMul",
-];
 
 /// `Error::AlreadyQuantized` naming the first quantized op and its node (subgraphs included).
 pub fn check_not_quantized(graph: &GraphProto) -> Result<()> {
