@@ -90,8 +90,7 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static RuntimeInfo> {
         match try_load(&path) {
             Ok(info) => {
                 let _ = RUNTIME.set(info);
-                // ok: set just above, under the init lock
-                return Ok(&RUNTIME.get().expect("runtime was just set").0);
+                return Ok(&RUNTIME.get().expect("runtime was just set").0); // ok: set just above, under the lock
             }
             Err(why) => tried.push((label, why)),
         }
@@ -145,6 +144,5 @@ pub fn runtime() -> Result<&'static RuntimeInfo> {
 
 pub(crate) fn environment() -> Result<&'static ort::environment::Environment> {
     init(None)?;
-    // ok: init succeeded, so RUNTIME is set
-    Ok(&RUNTIME.get().expect("runtime initialised").1)
+    Ok(&RUNTIME.get().expect("runtime initialised").1) // ok: init succeeded, so RUNTIME is set
 }
