@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Bumped only when the INT8 bytes made from the same inputs would change. Not the crate
 /// version: a Kenosis upgrade that keeps the output must keep committed records valid.
-pub const ALGORITHM_VERSION: u32 = 1;
+pub const ALGORITHM_VERSION: u32 = 2;
 
 /// The record and manifest format.
 pub const FORMAT: u32 = 1;

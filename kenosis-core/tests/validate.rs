@@ -359,6 +359,7 @@ fn figures(cos: f64, cos_min: f64, top1: Option<f64>, speedup: f64) -> validate:
             cosine_mean: cos,
             cosine_min: cos_min,
             max_abs_error: 0.1,
+            blank_samples: 0,
             top1_agreement: top1,
             int8_nonfinite: 0,
             fp32_nonfinite: 0,

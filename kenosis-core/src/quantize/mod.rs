@@ -20,6 +20,7 @@ mod fold;
 pub mod plan;
 pub mod qparams;
 mod refuse;
+mod saturate;
 mod summary;
 
 pub use config::QuantizeConfig;
@@ -98,6 +99,10 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
         exclude_nodes: cfg.exclude_nodes.iter().cloned().collect(),
         exclude_ops: cfg.exclude_ops.iter().cloned().collect(),
     };
+    let calibrated = ranges;
+    let mut ranges = calibrated.clone();
+    let narrowed = saturate::narrow_ranges(graph, &mut ranges);
+    let ranges = &ranges;
     let p = plan::make_plan(graph, ranges, &protect)?;
     for (i, n) in graph.node.iter().enumerate() {
         let (quantized, reason) = match &p.roles[i] {
@@ -161,13 +166,18 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
             per_channel: cfg.per_channel,
         },
     )?;
+    if narrowed > 0 {
+        summary.notes.push(format!(
+            "{narrowed} activation range(s) narrowed to where their HardSwish/HardSigmoid/Clip/Relu readers saturate"
+        ));
+    }
     summary.q_nodes = stats.q_nodes;
     summary.dq_nodes = stats.dq_nodes;
     summary.notes.extend(stats.notes);
     model.path = None;
     Ok(Quantized {
         model,
-        ranges: ranges.clone(),
+        ranges: calibrated.clone(),
         summary,
     })
 }

@@ -110,6 +110,13 @@ pub fn output_kind(shape: &[usize], producer_op: Option<&str>) -> (OutputKind, O
     }
 }
 
+/// A sample whose FP32 output peaks below this fraction of the output's largest value over all
+/// samples is blank: nothing was detected, and its cosine compares rounding noise (two exact
+/// FP32 rewrites of PP-OCRv4 det disagree there with a cosine near 0).
+pub const BLANK_PEAK: f64 = 1e-3;
+/// A blank sample counts as agreeing when INT8 stays within this fraction of that value.
+pub const BLANK_TOLERANCE: f64 = 1e-2;
+
 /// Running figures for one output over all samples.
 #[derive(Debug, Clone)]
 pub(crate) struct OutputStats {
@@ -118,6 +125,8 @@ pub(crate) struct OutputStats {
     pub kind: OutputKind,
     pub classes: Option<usize>,
     pub cosines: Vec<f64>,
+    /// Per sample: the largest finite `|fp32|` and the largest `|fp32 - int8|`.
+    pub peaks: Vec<(f64, f64)>,
     pub max_abs_error: f64,
     pub top1: (u64, u64),
     /// Values non-finite in INT8 where FP32 is finite.
@@ -135,6 +144,7 @@ impl OutputStats {
             kind,
             classes,
             cosines: Vec::new(),
+            peaks: Vec::new(),
             max_abs_error: 0.0,
             top1: (0, 0),
             int8_nonfinite: 0,
@@ -146,7 +156,10 @@ impl OutputStats {
     /// the output has the shape it had on the first sample, so its class axis is still known.
     pub fn add(&mut self, fp32: &[f32], int8: &[f32], same_shape: bool) {
         self.cosines.push(cosine(fp32, int8));
-        self.max_abs_error = self.max_abs_error.max(max_abs_error(fp32, int8));
+        let peak = fp32.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x).abs()).fold(0.0, f64::max);
+        let err = max_abs_error(fp32, int8);
+        self.peaks.push((peak, err));
+        self.max_abs_error = self.max_abs_error.max(err);
         for (x, y) in fp32.iter().zip(int8) {
             if !x.is_finite() {
                 self.fp32_nonfinite += 1;
@@ -161,15 +174,35 @@ impl OutputStats {
         }
     }
 
+    /// Which samples are blank on both sides (see [`BLANK_PEAK`]); they are left out of the
+    /// cosine figures. A blank FP32 output that INT8 fills in is not blank: it counts.
+    pub fn blank(&self) -> Vec<bool> {
+        let scale = self.peaks.iter().map(|p| p.0).fold(0.0, f64::max);
+        self.peaks
+            .iter()
+            .map(|&(peak, err)| scale > 0.0 && peak < BLANK_PEAK * scale && err <= BLANK_TOLERANCE * scale)
+            .collect()
+    }
+
+    fn counted(&self) -> Vec<f64> {
+        let blank = self.blank();
+        self.cosines.iter().zip(&blank).filter(|(_, &b)| !b).map(|(&c, _)| c).collect()
+    }
+
     pub fn cosine_mean(&self) -> f64 {
-        if self.cosines.is_empty() {
+        let c = self.counted();
+        if c.is_empty() {
             return 0.0;
         }
-        self.cosines.iter().sum::<f64>() / self.cosines.len() as f64
+        c.iter().sum::<f64>() / c.len() as f64
     }
 
     pub fn cosine_min(&self) -> f64 {
-        self.cosines.iter().copied().fold(f64::INFINITY, f64::min).min(1.0)
+        self.counted().into_iter().fold(f64::INFINITY, f64::min).min(1.0)
+    }
+
+    pub fn blank_samples(&self) -> usize {
+        self.blank().into_iter().filter(|&b| b).count()
     }
 
     pub fn top1_agreement(&self) -> Option<f64> {
@@ -189,5 +222,33 @@ pub fn median(values: &[f64]) -> f64 {
         v[m]
     } else {
         (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_samples_are_left_out_only_when_int8_agrees() {
+        let mut s = OutputStats::new("p", &[1, 4], None);
+        s.add(&[1.0, 0.0, 0.5, 0.0], &[0.9, 0.0, 0.5, 0.0], true);
+        // Nothing detected: FP32 and INT8 are both ~0 but point in unrelated directions.
+        s.add(&[1e-7, 0.0, 0.0, 0.0], &[0.0, 2e-4, 0.0, 0.0], true);
+        assert_eq!(s.blank(), vec![false, true]);
+        assert!(s.cosine_mean() > 0.99, "{}", s.cosine_mean());
+        assert_eq!(s.blank_samples(), 1);
+        // INT8 fills in a blank output: that sample counts, with its cosine of 0.
+        s.add(&[1e-7, 0.0, 0.0, 0.0], &[0.0, 0.3, 0.0, 0.0], true);
+        assert_eq!(s.blank(), vec![false, true, false]);
+        assert!(s.cosine_min() < 0.01);
+    }
+
+    #[test]
+    fn all_zero_outputs_are_not_blank() {
+        let mut s = OutputStats::new("p", &[1, 2], None);
+        s.add(&[0.0, 0.0], &[0.0, 0.0], true);
+        assert_eq!(s.blank(), vec![false]);
+        assert_eq!(s.cosine_mean(), 1.0);
     }
 }

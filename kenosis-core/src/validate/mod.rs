@@ -165,6 +165,7 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
             cosine_mean: s.cosine_mean(),
             cosine_min: s.cosine_min(),
             max_abs_error: s.max_abs_error,
+            blank_samples: s.blank_samples(),
             top1_agreement: s.top1_agreement(),
             int8_nonfinite: s.int8_nonfinite,
             fp32_nonfinite: s.fp32_nonfinite,

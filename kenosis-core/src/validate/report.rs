@@ -73,6 +73,10 @@ pub struct OutputReport {
     pub cosine_min: f64,
     /// The largest absolute difference of any value on any sample.
     pub max_abs_error: f64,
+    /// Samples left out of the cosine figures: FP32 output blank (peak below 0.1% of the
+    /// output's largest value over the samples) and INT8 within 1% of that value there.
+    #[serde(default)]
+    pub blank_samples: usize,
     /// Fraction of rows (classifier) or positions (per-position) whose arg-max agrees; `null`
     /// for plain tensors.
     pub top1_agreement: Option<f64>,
@@ -294,6 +298,14 @@ impl Report {
             );
             if o.int8_nonfinite > 0 {
                 let _ = write!(s, "  ({} INT8 values NaN/inf)", o.int8_nonfinite);
+            }
+            if o.blank_samples > 0 {
+                let _ = write!(
+                    s,
+                    "  ({} blank sample{} left out: FP32 ~0 there, INT8 agrees)",
+                    o.blank_samples,
+                    if o.blank_samples == 1 { "" } else { "s" }
+                );
             }
             s.push('\n');
         }
