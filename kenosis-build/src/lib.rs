@@ -191,6 +191,14 @@ impl Config {
         self
     }
 
+    /// Keeps the learned layers whose quantization costs the most accuracy float until the
+    /// cosine on the calibration samples reaches `target` (`kenosis quantize --target-cosine`).
+    /// The choice is recorded, so cached and offline builds make the same bytes.
+    pub fn target_cosine(&mut self, target: f64) -> &mut Config {
+        self.settings.target_cosine = Some(target);
+        self
+    }
+
     /// Fails the build when the worst output's mean cosine is below `min` (default
     /// [`DEFAULT_MIN_COSINE`]; 0 turns the gate off).
     pub fn min_cosine(&mut self, min: f64) -> &mut Config {

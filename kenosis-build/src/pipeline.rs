@@ -17,6 +17,7 @@ pub(crate) fn quantize_config(r: &Resolved, manifest_dir: &Path) -> QuantizeConf
         target_arch: Some(r.target_arch.clone()),
         exclude_nodes: r.exclude_nodes.clone(),
         exclude_ops: r.exclude_ops.clone(),
+        target_cosine: r.target_cosine,
         inputs: r.input_config(manifest_dir),
     }
 }
@@ -26,9 +27,16 @@ pub(crate) fn quantize(fp32: &Model, r: &Resolved, manifest_dir: &Path) -> Resul
     quantize::quantize(fp32, &quantize_config(r, manifest_dir))
 }
 
-/// Rebuilds the INT8 model from recorded ranges, without ONNX Runtime.
-pub(crate) fn rebuild(fp32: &Model, ranges: &Ranges, r: &Resolved, manifest_dir: &Path) -> Result<Quantized> {
-    quantize::rebuild(fp32, ranges, &quantize_config(r, manifest_dir))
+/// Rebuilds the INT8 model from recorded ranges (and the layers the accuracy search kept
+/// float), without ONNX Runtime.
+pub(crate) fn rebuild(
+    fp32: &Model,
+    ranges: &Ranges,
+    searched: &[String],
+    r: &Resolved,
+    manifest_dir: &Path,
+) -> Result<Quantized> {
+    quantize::rebuild(fp32, ranges, &quantize_config(r, manifest_dir), searched)
 }
 
 /// Validates on the calibration inputs, 1 thread.

@@ -247,7 +247,12 @@ fn from_record(
         model: written.to_string(),
         reason: format!("{}: the ranges can't be read ({e}); run `kenosis prepare`", record_path.display()),
     })?;
-    let q = pipeline::rebuild(fp32, &ranges, r, manifest_dir).map_err(|e| Error::core(written, e))?;
+    let searched: Vec<String> = rec
+        .summary
+        .get("searched_float")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let q = pipeline::rebuild(fp32, &ranges, &searched, r, manifest_dir).map_err(|e| Error::core(written, e))?;
     let int8 = q.model.to_bytes().map_err(|e| Error::core(written, e))?;
     let got = FileDigest::of_bytes(INT8_FILE, &int8);
     if got.sha256 != rec.int8.sha256 {

@@ -339,10 +339,10 @@ fn rebuild_is_byte_identical() {
     // ... and a rebuild from the stored ranges, with no ORT, give the same bytes.
     let json = serde_json::to_string(&a.ranges).unwrap();
     let stored: kenosis_core::calibrate::Ranges = serde_json::from_str(&json).unwrap();
-    let b = quantize::rebuild(&m, &stored, &cfg()).unwrap();
+    let b = quantize::rebuild(&m, &stored, &cfg(), &[]).unwrap();
     assert_eq!(a.model.to_bytes().unwrap(), b.model.to_bytes().unwrap());
     assert_eq!(a.summary.nodes, b.summary.nodes); // notes differ: only quantize() calibrates
-    let c = quantize::rebuild(&m, &stored, &cfg()).unwrap();
+    let c = quantize::rebuild(&m, &stored, &cfg(), &[]).unwrap();
     assert_eq!(b.model.to_bytes().unwrap(), c.model.to_bytes().unwrap());
 }
 

@@ -151,3 +151,50 @@ fn silero_vad_is_left_float_with_a_note() {
     let names = |m: &Model| m.graph().input.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&fp32), names(&q.model));
 }
+
+#[test]
+fn accuracy_search_keeps_costly_layers_float_and_rebuilds_the_same_bytes() {
+    let (Some(models), Some(images)) = (shared("models"), shared("images")) else {
+        return;
+    };
+    let path = models.join("ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    if !path.exists() {
+        return;
+    }
+    let fp32 = Model::load(&path).unwrap();
+    let mut cfg = QuantizeConfig {
+        target_arch: Some("x86_64".into()),
+        inputs: InputConfig {
+            source: Source::Images { dir: images, preprocess: Preprocess::Half, bgr: true },
+            samples: Some(4),
+            shapes: vec![("x".into(), vec![1, 3, 48, 192])],
+        },
+        ..Default::default()
+    };
+    let plain = quantize::quantize(&fp32, &cfg).unwrap();
+    assert!(plain.summary.searched_float.is_empty());
+    // A target no INT8 model meets: the search keeps layers float up to its cap and says so.
+    cfg.target_cosine = Some(0.99999);
+    let q = quantize::quantize(&fp32, &cfg).unwrap();
+    let note = q.summary.notes.iter().find(|n| n.starts_with("accuracy search")).expect("a search note");
+    eprintln!("{note}");
+    let float = &q.summary.searched_float;
+    assert!(!float.is_empty(), "{note}");
+    let learned = plain.summary.nodes.iter().filter(|d| d.quantized && d.op_type == "Conv").count();
+    assert!(float.len() <= learned.div_ceil(4), "{} float of {learned}", float.len());
+    for name in float {
+        let d = q.summary.nodes.iter().find(|d| &d.node == name).unwrap();
+        assert!(!d.quantized && d.reason.contains("accuracy search"), "{d:?}");
+    }
+    // The same choice from the record's ranges, without ORT: the same bytes.
+    let again = quantize::rebuild(&fp32, &q.ranges, &cfg, float).unwrap();
+    assert_eq!(again.model.to_bytes().unwrap(), q.model.to_bytes().unwrap());
+    // A target already met: nothing is kept float.
+    cfg.target_cosine = Some(0.5);
+    let met = quantize::quantize(&fp32, &cfg).unwrap();
+    assert!(met.summary.searched_float.is_empty());
+    assert_eq!(met.model.to_bytes().unwrap(), plain.model.to_bytes().unwrap());
+    // Out of range: a config error, not a panic.
+    cfg.target_cosine = Some(1.5);
+    assert!(quantize::quantize(&fp32, &cfg).unwrap_err().to_string().contains("target_cosine"));
+}

@@ -76,6 +76,11 @@ pub struct Args {
     /// Print the decisions as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Keep the learned layers whose quantization costs the most accuracy float, one by one,
+    /// until the cosine similarity to FP32 on the calibration samples reaches X (e.g. 0.995) or
+    /// a quarter of them are float. Slower to quantize (each layer is scored); trades speed for accuracy.
+    #[arg(long, value_name = "X")]
+    pub target_cosine: Option<f64>,
     /// After writing OUT, validate it against the FP32 model and print the `kenosis validate`
     /// report (cosine, top-1, latency side by side, fusion, verdict). A BROKEN verdict or a failed
     /// --min-* gate exits 4; OUT is kept so it can be inspected.
@@ -143,6 +148,7 @@ impl Args {
             target_arch: self.target_arch.clone(),
             exclude_nodes: self.exclude_nodes.clone(),
             exclude_ops: self.exclude_ops.clone(),
+            target_cosine: self.target_cosine,
             inputs: InputConfig {
                 source,
                 samples: self.samples,
@@ -166,13 +172,26 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let (model, in_bytes) = load_model(&args.input)?;
     let cfg = args.config();
     global.runtime()?;
-    let step = Progress::new(global, "calibrating", None);
+    let mut step = Some(Progress::new(global, "calibrating", None));
+    let mut searching = false;
     let mut last = 0usize;
-    let q = quantize::quantize_with_progress(&model, &cfg, &mut |done, _total| {
-        step.inc(done.saturating_sub(last) as u64);
+    let q = quantize::quantize_with_progress(&model, &cfg, &mut |phase, done, total| {
+        if phase == quantize::Step::Searching && !searching {
+            if let Some(s) = step.take() {
+                s.finish("done");
+            }
+            step = Some(Progress::new(global, "accuracy search", Some(total as u64)));
+            searching = true;
+            last = 0;
+        }
+        if let Some(s) = &step {
+            s.inc(done.saturating_sub(last) as u64);
+        }
         last = done;
     })?;
-    step.finish("done");
+    if let Some(s) = step {
+        s.finish("done");
+    }
     // Nothing is written unless ORT accepts the result.
     kenosis_core::runtime::Session::from_model(&q.model, &Default::default())?;
     let out_bytes = save_model(&q.model, &args.input, &out, args.force)?;

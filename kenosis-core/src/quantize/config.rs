@@ -23,6 +23,10 @@ pub struct QuantizeConfig {
     pub exclude_ops: Vec<String>,
     /// Calibration inputs (synthetic by default).
     pub inputs: InputConfig,
+    /// When set, the quantized model's cosine similarity to FP32 is measured on the calibration
+    /// samples, and if it is below this, the learned layers whose quantization costs the most
+    /// are kept float, one by one, until it is reached (or a quarter of them are float).
+    pub target_cosine: Option<f64>,
 }
 
 impl QuantizeConfig {
@@ -54,6 +58,11 @@ impl QuantizeConfig {
     /// The canonical form: exclusion lists sorted and de-duplicated, defaults resolved, so that
     /// equivalent configs hash the same.
     pub fn canonical(&self) -> Result<QuantizeConfig> {
+        if let Some(t) = self.target_cosine {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(Error::Config(format!("target_cosine is {t}; use a value in (0, 1], e.g. 0.995")));
+            }
+        }
         let mut c = self.clone();
         c.weight_bits = Some(self.effective_weight_bits()?.0);
         c.target_arch = Some(self.effective_arch());

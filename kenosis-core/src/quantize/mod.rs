@@ -21,6 +21,7 @@ pub mod plan;
 pub mod qparams;
 mod refuse;
 mod saturate;
+pub mod search;
 mod summary;
 
 pub use config::QuantizeConfig;
@@ -51,6 +52,11 @@ pub struct Quantized {
 /// deterministic. `prepared` must be the output of the prepare passes (weights as
 /// initializers, BatchNorm folded, opset >= 13); `ranges` must name its tensors.
 pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<Quantized> {
+    apply_with(prepared, ranges, cfg, &[])
+}
+
+/// [`apply`], keeping `searched` (node labels the accuracy search chose) float as well.
+pub fn apply_with(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig, searched: &[String]) -> Result<Quantized> {
     let graph = prepared.graph();
     refuse::check_not_quantized(graph)?;
     let (bits, bits_reason) = cfg.effective_weight_bits()?;
@@ -98,6 +104,7 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
     let protect = Protect {
         exclude_nodes: cfg.exclude_nodes.iter().cloned().collect(),
         exclude_ops: cfg.exclude_ops.iter().cloned().collect(),
+        searched: searched.iter().cloned().collect(),
     };
     let calibrated = ranges;
     let mut ranges = calibrated.clone();
@@ -171,6 +178,7 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
             "{narrowed} activation range(s) narrowed to where their HardSwish/HardSigmoid/Clip/Relu readers saturate"
         ));
     }
+    summary.searched_float = searched.to_vec();
     summary.q_nodes = stats.q_nodes;
     summary.dq_nodes = stats.dq_nodes;
     summary.notes.extend(stats.notes);
@@ -185,21 +193,55 @@ pub fn apply(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<
 /// Quantizes an FP32 model: prepare the graph, calibrate it through ONNX Runtime on the
 /// inputs `cfg.inputs` describes, then [`apply`].
 pub fn quantize(fp32: &Model, cfg: &QuantizeConfig) -> Result<Quantized> {
-    quantize_with_progress(fp32, cfg, &mut |_, _| {})
+    quantize_with_progress(fp32, cfg, &mut |_, _, _| {})
 }
 
-/// [`quantize`], calling `progress(done, total)` as calibration samples are run.
+/// The long-running steps of [`quantize_with_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Calibration samples run.
+    Calibrating,
+    /// Accuracy-search candidates scored (only with `target_cosine`).
+    Searching,
+}
+
+/// [`quantize`], calling `progress(step, done, total)` as calibration samples are run and
+/// accuracy-search candidates scored.
 pub fn quantize_with_progress(
     fp32: &Model,
     cfg: &QuantizeConfig,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(Step, usize, usize),
 ) -> Result<Quantized> {
     refuse::check_not_quantized(fp32.graph())?;
-    cfg.effective_weight_bits()?;
+    cfg.canonical()?;
     let (prepared, prep_notes) = prepare(fp32)?;
     let samples = calibrate::load_samples(&prepared, &cfg.inputs)?;
-    let ranges = calibrate::collect_ranges_with_progress(&prepared, &samples, progress)?;
+    let ranges =
+        calibrate::collect_ranges_with_progress(&prepared, &samples, &mut |d, t| progress(Step::Calibrating, d, t))?;
     let mut q = apply(&prepared, &ranges, cfg)?;
+    if let Some(target) = cfg.target_cosine {
+        let found = search::search(&prepared, &ranges, &samples, cfg, target, &q, &mut |d, t| {
+            progress(Step::Searching, d, t)
+        })?;
+        if !found.float_nodes.is_empty() {
+            q = apply_with(&prepared, &ranges, cfg, &found.float_nodes)?;
+        }
+        let n = samples.len().min(search::SEARCH_SAMPLES);
+        q.summary.notes.push(if found.before >= target {
+            format!("accuracy search: cosine {:.4} on {n} calibration samples already meets target {target}", found.before)
+        } else if found.after >= target {
+            format!(
+                "accuracy search: cosine {:.4} -> {:.4} on {n} calibration samples (target {target}) with {} of {} learned layers kept float: {}",
+                found.before, found.after, found.float_nodes.len(), found.candidates, found.float_nodes.join(", ")
+            )
+        } else {
+            format!(
+                "accuracy search: target {target} not reached; best cosine {:.4} (from {:.4}) on {n} calibration samples with {} of {} learned layers kept float (at most a quarter are){}{}",
+                found.after, found.before, found.float_nodes.len(), found.candidates,
+                if found.float_nodes.is_empty() { "" } else { ": " }, found.float_nodes.join(", ")
+            )
+        });
+    }
     let mut notes = prep_notes;
     notes.extend(samples.notes.iter().map(|n| format!("calibration: {n}")));
     notes.append(&mut q.summary.notes);
@@ -207,12 +249,13 @@ pub fn quantize_with_progress(
     Ok(q)
 }
 
-/// Rebuilds the INT8 model from stored ranges without ONNX Runtime: prepare, then [`apply`].
-/// Byte-identical to what [`quantize`] produced from the same model, ranges and config.
-pub fn rebuild(fp32: &Model, ranges: &Ranges, cfg: &QuantizeConfig) -> Result<Quantized> {
+/// Rebuilds the INT8 model from stored ranges without ONNX Runtime: prepare, then [`apply_with`].
+/// Byte-identical to what [`quantize`] produced from the same model, ranges and config;
+/// `searched` is the quantize run's `summary.searched_float` (empty without `target_cosine`).
+pub fn rebuild(fp32: &Model, ranges: &Ranges, cfg: &QuantizeConfig, searched: &[String]) -> Result<Quantized> {
     refuse::check_not_quantized(fp32.graph())?;
     let (prepared, prep_notes) = prepare(fp32)?;
-    let mut q = apply(&prepared, ranges, cfg)?;
+    let mut q = apply_with(&prepared, ranges, cfg, searched)?;
     let mut notes = prep_notes;
     notes.append(&mut q.summary.notes);
     q.summary.notes = notes;

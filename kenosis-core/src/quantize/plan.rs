@@ -98,6 +98,8 @@ pub struct Protect {
     pub exclude_nodes: BTreeSet<String>,
     /// Op types kept float.
     pub exclude_ops: BTreeSet<String>,
+    /// Node names the accuracy search chose to keep float.
+    pub searched: BTreeSet<String>,
 }
 
 const UNARY_OPS: &[&str] = &["Sigmoid", "GlobalAveragePool", "AveragePool", "LeakyRelu"];
@@ -230,8 +232,10 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
         let n = &nodes[i];
         let why = if subgraphs(n).next().is_some() {
             Some("holds a subgraph; Kenosis does not quantize inside If/Loop/Scan bodies".to_string())
-        } else if protect.exclude_nodes.contains(&n.name) {
+        } else if protect.exclude_nodes.contains(&n.name) || protect.exclude_nodes.contains(&node_label(n)) {
             Some("excluded by name".to_string())
+        } else if protect.searched.contains(&node_label(n)) {
+            Some("kept float by the accuracy search (target_cosine): among the layers whose quantization costs the most accuracy".to_string())
         } else if protect.exclude_ops.contains(&n.op_type) {
             Some(format!("op type {} excluded", n.op_type))
         } else if let Some(t) = n.input.iter().find(|t| tainted.contains(*t)) {

@@ -39,6 +39,10 @@ pub struct Summary {
     pub dq_nodes: usize,
     /// Every node of the main graph, in graph order.
     pub nodes: Vec<NodeDecision>,
+    /// Learned nodes the accuracy search kept float (empty without `target_cosine`). A rebuild
+    /// from stored ranges needs them to make the same bytes.
+    #[serde(default)]
+    pub searched_float: Vec<String>,
     /// Things the user should know (saturation guards, subgraphs left float, ...).
     pub notes: Vec<String>,
 }
