@@ -191,8 +191,8 @@ impl Config {
         self
     }
 
-    /// Keeps the learned layers whose quantization costs the most accuracy float until the
-    /// cosine on the calibration samples reaches `target` (`kenosis quantize --target-cosine`).
+    /// Keeps the fewest leading learned layers float that bring the cosine on the calibration
+    /// samples up to `target` (`kenosis quantize --target-cosine`; mixed precision).
     /// The choice is recorded, so cached and offline builds make the same bytes.
     pub fn target_cosine(&mut self, target: f64) -> &mut Config {
         self.settings.target_cosine = Some(target);

@@ -76,9 +76,9 @@ pub struct Args {
     /// Print the decisions as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Keep the learned layers whose quantization costs the most accuracy float, one by one,
-    /// until the cosine similarity to FP32 on the calibration samples reaches X (e.g. 0.995) or
-    /// a quarter of them are float. Slower to quantize (each layer is scored); trades speed for accuracy.
+    /// Mixed precision: keep the fewest leading learned layers float (the backbone's start)
+    /// that bring the cosine similarity to FP32 on the calibration samples up to X (e.g. 0.995).
+    /// Scores about log2(layers) candidate models; trades speed for accuracy.
     #[arg(long, value_name = "X")]
     pub target_cosine: Option<f64>,
     /// After writing OUT, validate it against the FP32 model and print the `kenosis validate`

@@ -24,8 +24,8 @@ pub struct QuantizeConfig {
     /// Calibration inputs (synthetic by default).
     pub inputs: InputConfig,
     /// When set, the quantized model's cosine similarity to FP32 is measured on the calibration
-    /// samples, and if it is below this, the learned layers whose quantization costs the most
-    /// are kept float, one by one, until it is reached (or a quarter of them are float).
+    /// samples, and if it is below this, the smallest run of leading learned layers (graph order)
+    /// is kept float that reaches it (see [`super::search`]).
     pub target_cosine: Option<f64>,
 }
 

@@ -231,14 +231,14 @@ pub fn quantize_with_progress(
             format!("accuracy search: cosine {:.4} on {n} calibration samples already meets target {target}", found.before)
         } else if found.after >= target {
             format!(
-                "accuracy search: cosine {:.4} -> {:.4} on {n} calibration samples (target {target}) with {} of {} learned layers kept float: {}",
-                found.before, found.after, found.float_nodes.len(), found.candidates, found.float_nodes.join(", ")
+                "accuracy search: cosine {:.4} -> {:.4} on {n} calibration samples (target {target}) with the first {} of {} learned layers kept float (through `{}`)",
+                found.before, found.after, found.float_nodes.len(), found.candidates,
+                found.float_nodes.last().map_or("", String::as_str)
             )
         } else {
             format!(
-                "accuracy search: target {target} not reached; best cosine {:.4} (from {:.4}) on {n} calibration samples with {} of {} learned layers kept float (at most a quarter are){}{}",
-                found.after, found.before, found.float_nodes.len(), found.candidates,
-                if found.float_nodes.is_empty() { "" } else { ": " }, found.float_nodes.join(", ")
+                "accuracy search: target {target} is out of reach: {:.4} on {n} calibration samples with all but the last of {} learned layers float (all INT8: {:.4}); the model is left all INT8. Lower the target, check the calibration data, or exclude layers by hand",
+                found.after, found.candidates, found.before
             )
         });
     }
