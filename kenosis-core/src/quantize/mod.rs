@@ -175,7 +175,7 @@ pub fn apply_with(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig, searc
     )?;
     if narrowed > 0 {
         summary.notes.push(format!(
-            "{narrowed} activation range(s) narrowed to where their HardSwish/HardSigmoid/Clip/Relu readers saturate"
+            "{narrowed} activation range(s) narrowed to where their HardSigmoid/Clip/Relu readers saturate"
         ));
     }
     summary.searched_float = searched.to_vec();
