@@ -90,7 +90,8 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "To fix: calibrate with real inputs (`.calibration_images(\"dir/\")` with the preprocessing the model \
-                     expects), try `.per_channel()`, keep sensitive layers in FP32 with `.exclude_node(..)` / \
+                     expects), try `.per_channel()`, let Kenosis keep the costliest layers in FP32 with \
+                     `.target_cosine(0.995)` (mixed precision) or choose them with `.exclude_node(..)` / \
                      `.exclude_op(..)`, or lower the gate (`.min_cosine(..)`, `.min_top1_agreement(..)`, `.min_speedup(..)`)"
                 )
             }

@@ -70,3 +70,37 @@ fn quantizes_and_refuses_its_own_output() {
     assert!(stderr(&refused).contains("already quantized"), "{}", stderr(&refused));
     assert!(!dir.path().join("x.onnx").exists());
 }
+
+#[test]
+fn target_cosine_reports_its_search_and_rejects_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.onnx");
+    fixture(&input);
+    let out = dir.path().join("m.int8.onnx");
+    let args = |t: &str| {
+        kenosis(&[
+            "quantize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--force",
+            "--samples",
+            "2",
+            "--target-cosine",
+            t,
+            "--json",
+        ])
+    };
+    // Met already: no layer kept float, and the summary says so.
+    let o = args("0.5");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["searched_float"], serde_json::json!([]));
+    assert!(s["notes"].to_string().contains("already meets target 0.5"), "{}", s["notes"]);
+    // Out of (0, 1]: bad input, nothing written.
+    std::fs::remove_file(&out).unwrap();
+    let bad = args("1.5");
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("target_cosine is 1.5"), "{}", stderr(&bad));
+    assert!(!out.exists());
+}

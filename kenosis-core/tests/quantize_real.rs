@@ -189,6 +189,10 @@ fn accuracy_search_keeps_costly_layers_float_and_rebuilds_the_same_bytes() {
         let d = q.summary.nodes.iter().find(|d| &d.node == name).unwrap();
         assert!(!d.quantized && d.reason.contains("accuracy search"), "{d:?}");
     }
+    // The same inputs make the same choice and the same bytes.
+    let twice = quantize::quantize(&fp32, &cfg).unwrap();
+    assert_eq!(twice.summary.searched_float, *float);
+    assert_eq!(twice.model.to_bytes().unwrap(), q.model.to_bytes().unwrap());
     // The same choice from the record's ranges, without ORT: the same bytes.
     let again = quantize::rebuild(&fp32, &q.ranges, &cfg, float).unwrap();
     assert_eq!(again.model.to_bytes().unwrap(), q.model.to_bytes().unwrap());

@@ -162,7 +162,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     if report.verdict == Verdict::Broken {
         msg.push_str(
             "\nthe INT8 model does not reproduce the FP32 model's outputs; quantize again (per-channel, real \
-             calibration images, or exclude the failing layers)",
+             calibration images, --target-cosine 0.995 to keep the costliest layers FP32, or exclude the failing layers)",
         );
     }
     Err(Failure::Gate(msg))
