@@ -80,9 +80,10 @@ mod tests {
 
     #[test]
     fn parses_defaults_and_models() {
-        let v = json!({"per_channel": true, "models": ["a.onnx", {"path": "b.onnx", "samples": 4, "input_shape": {"x": "1x3x8x8"}}]});
+        let v = json!({"per_channel": true, "target_cosine": 0.995, "models": ["a.onnx", {"path": "b.onnx", "samples": 4, "input_shape": {"x": "1x3x8x8"}}]});
         let m = parse(Some(&v)).unwrap();
         assert_eq!(m.defaults.per_channel, Some(true));
+        assert_eq!(m.defaults.target_cosine, Some(0.995));
         assert_eq!(m.models.len(), 2);
         assert_eq!(m.models[1].0, "b.onnx");
         assert_eq!(m.models[1].1.samples, Some(4));

@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kenosis_core::onnx::{model::default_output, Model, SaveOptions};
+use kenosis_core::calibrate::Preprocess;
 use kenosis_core::ErrorKind;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -240,4 +241,39 @@ impl Progress {
             eprintln!("{}: {msg}", self.label);
         }
     }
+}
+
+/// `--preprocess` values: the pixel normalisation of image inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PreprocessArg {
+    /// x / 255, in [0, 1].
+    Unit,
+    /// (x / 255 - 0.5) / 0.5, in [-1, 1] (PaddleOCR).
+    Half,
+    /// x / 255, then ImageNet mean and std.
+    Imagenet,
+}
+
+/// The normalisation asked for: `--mean` with `--std` win over `--preprocess` (default unit).
+pub fn preprocess(arg: Option<PreprocessArg>, mean: Option<[f32; 3]>, std: Option<[f32; 3]>) -> Preprocess {
+    match (arg, mean, std) {
+        (_, Some(mean), Some(std)) => Preprocess::Custom { mean, std },
+        (Some(PreprocessArg::Half), ..) => Preprocess::Half,
+        (Some(PreprocessArg::Imagenet), ..) => Preprocess::Imagenet,
+        _ => Preprocess::Unit,
+    }
+}
+
+/// `--mean` / `--std`: three comma-separated numbers.
+pub fn parse_triple(s: &str) -> std::result::Result<[f32; 3], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>().map_err(|_| format!("`{p}` is not a number; write three numbers like 0.5,0.5,0.5")))
+        .collect::<std::result::Result<_, _>>()?;
+    <[f32; 3]>::try_from(v).map_err(|v| format!("expected three comma-separated numbers, got {}", v.len()))
+}
+
+/// `--input-shape NAME=DIMS`.
+pub fn parse_shape(s: &str) -> std::result::Result<(String, Vec<i64>), String> {
+    kenosis_core::calibrate::parse_input_shape(s).map_err(|e| e.to_string())
 }

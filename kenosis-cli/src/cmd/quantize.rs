@@ -1,6 +1,9 @@
 //! `kenosis quantize IN [-o OUT] [--per-channel] [--weight-bits 7|8] [--calibration-images DIR | --calibration-data DIR] ...`.
 
-use crate::common::{load_model, output_path, save_model, CmdResult, Failure, Global, Progress};
+use crate::common::{
+    load_model, output_path, parse_shape, parse_triple, preprocess, save_model, CmdResult, Failure, Global,
+    PreprocessArg, Progress,
+};
 use kenosis_core::calibrate::{InputConfig, Preprocess, Source};
 use kenosis_core::inspect::human_bytes;
 use kenosis_core::quantize::{self, QuantizeConfig};
@@ -53,11 +56,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "unit")]
     pub preprocess: PreprocessArg,
     /// Custom per-channel mean in 0..1 units, e.g. 0.485,0.456,0.406 (with --std).
-    #[arg(long, value_delimiter = ',', num_args = 3, requires = "std")]
-    pub mean: Option<Vec<f32>>,
+    #[arg(long, value_name = "R,G,B", requires = "std", value_parser = parse_triple)]
+    pub mean: Option<[f32; 3]>,
     /// Custom per-channel std in 0..1 units (with --mean).
-    #[arg(long, value_delimiter = ',', num_args = 3, requires = "mean")]
-    pub std: Option<Vec<f32>>,
+    #[arg(long, value_name = "R,G,B", requires = "mean", value_parser = parse_triple)]
+    pub std: Option<[f32; 3]>,
     /// Feed image channels in BGR order.
     #[arg(long)]
     pub bgr: bool,
@@ -101,32 +104,9 @@ pub struct Args {
     pub min_top1: Option<f64>,
 }
 
-/// `--preprocess` values.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PreprocessArg {
-    /// x / 255.
-    Unit,
-    /// (x / 255 - 0.5) / 0.5.
-    Half,
-    /// x / 255, then ImageNet mean/std.
-    Imagenet,
-}
-
-fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
-    kenosis_core::calibrate::parse_input_shape(s).map_err(|e| e.to_string())
-}
-
 impl Args {
     fn preprocess(&self) -> Preprocess {
-        match (&self.mean, &self.std, self.preprocess) {
-            (Some(m), Some(s), _) => Preprocess::Custom {
-                mean: [m[0], m[1], m[2]],
-                std: [s[0], s[1], s[2]],
-            },
-            (_, _, PreprocessArg::Unit) => Preprocess::Unit,
-            (_, _, PreprocessArg::Half) => Preprocess::Half,
-            (_, _, PreprocessArg::Imagenet) => Preprocess::Imagenet,
-        }
+        preprocess(Some(self.preprocess), self.mean, self.std)
     }
 
     fn config(&self) -> QuantizeConfig {

@@ -1,22 +1,13 @@
 //! `kenosis validate FP32 INT8`: accuracy, latency, size and fusion of an INT8 model against its
 //! FP32 original, with a verdict and optional quality gates.
 
-use crate::common::{load_model, print_json, CmdResult, Failure, Global, Progress};
-use clap::ValueEnum;
-use kenosis_core::calibrate::{InputConfig, Preprocess, Source};
+use crate::common::{
+    load_model, parse_shape, parse_triple, preprocess, print_json, CmdResult, Failure, Global, PreprocessArg, Progress,
+};
+use kenosis_core::calibrate::{InputConfig, Source};
 use kenosis_core::validate::{self, Gates, ValidateOptions, Verdict, VALIDATION_SEED};
 use std::path::PathBuf;
 
-/// Pixel normalisation of `--images`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PreprocessArg {
-    /// x/255, in [0, 1].
-    Unit,
-    /// (x/255 - 0.5) / 0.5, in [-1, 1] (PaddleOCR).
-    Half,
-    /// x/255, then ImageNet mean and std.
-    Imagenet,
-}
 
 /// Check an INT8 model against its FP32 original: per-output cosine and top-1 agreement, latency
 /// side by side, size, what ONNX Runtime fused, and a verdict.
@@ -78,30 +69,11 @@ pub struct Args {
     pub min_top1: Option<f64>,
 }
 
-fn parse_triple(s: &str) -> std::result::Result<[f32; 3], String> {
-    let v: Vec<f32> = s
-        .split(',')
-        .map(|p| {
-            p.trim().parse::<f32>().map_err(|_| format!("`{p}` is not a number; write three numbers like 0.5,0.5,0.5"))
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    <[f32; 3]>::try_from(v).map_err(|v| format!("expected three comma-separated numbers, got {}", v.len()))
-}
-
-fn parse_shape(s: &str) -> std::result::Result<(String, Vec<i64>), String> {
-    kenosis_core::calibrate::parse_input_shape(s).map_err(|e| e.to_string())
-}
-
 impl Args {
     /// The validation options these arguments ask for.
     pub fn options(&self) -> ValidateOptions {
         let source = if let Some(dir) = &self.images {
-            let preprocess = match (self.preprocess, self.mean, self.std) {
-                (_, Some(mean), Some(std)) => Preprocess::Custom { mean, std },
-                (Some(PreprocessArg::Half), ..) => Preprocess::Half,
-                (Some(PreprocessArg::Imagenet), ..) => Preprocess::Imagenet,
-                _ => Preprocess::Unit,
-            };
+            let preprocess = preprocess(self.preprocess, self.mean, self.std);
             Source::Images { dir: dir.clone(), preprocess, bgr: self.bgr }
         } else if let Some(dir) = &self.data {
             Source::Data { dir: dir.clone() }
