@@ -10,6 +10,10 @@
 //! (opset 13), and ORT's QDQ fusions cover 13+. Models below 13 must be upgraded by the
 //! prepare passes first.
 //!
+//! With `target_cosine` set, [`search`] measures the result against FP32 on the calibration
+//! samples and keeps the fewest leading learned layers float that reach the target (mixed
+//! precision); activation ranges read only by saturating ops are narrowed first (`saturate`).
+//!
 //! Models whose whole network sits inside If/Loop/Scan subgraphs (silero_vad) are returned
 //! unchanged with a note in the summary: Kenosis does not quantize subgraphs. A main graph with
 //! no learned op anywhere is refused with [`Error::NothingToQuantize`].
@@ -226,21 +230,7 @@ pub fn quantize_with_progress(
         if !found.float_nodes.is_empty() {
             q = apply_with(&prepared, &ranges, cfg, &found.float_nodes)?;
         }
-        let n = samples.len().min(search::SEARCH_SAMPLES);
-        q.summary.notes.push(if found.before >= target {
-            format!("accuracy search: cosine {:.4} on {n} calibration samples already meets target {target}", found.before)
-        } else if found.after >= target {
-            format!(
-                "accuracy search: cosine {:.4} -> {:.4} on {n} calibration samples (target {target}) with the first {} of {} learned layers kept float (through `{}`)",
-                found.before, found.after, found.float_nodes.len(), found.candidates,
-                found.float_nodes.last().map_or("", String::as_str)
-            )
-        } else {
-            format!(
-                "accuracy search: target {target} is out of reach: {:.4} on {n} calibration samples with all but the last of {} learned layers float (all INT8: {:.4}); the model is left all INT8. Lower the target, check the calibration data, or exclude layers by hand",
-                found.after, found.candidates, found.before
-            )
-        });
+        q.summary.notes.push(found.note(samples.len().min(search::SEARCH_SAMPLES), target));
     }
     let mut notes = prep_notes;
     notes.extend(samples.notes.iter().map(|n| format!("calibration: {n}")));

@@ -5,8 +5,8 @@
 //! random noise on every weight already drops its output cosine to 0.97), and no range or
 //! weight-scale choice fixes that. What does is mixed precision, chosen by measurement. The
 //! layers that cost most sit early (their error is amplified by everything after them), and
-//! single-layer gains do not add up (measured on PP-PicoDet and PP-OCRv4 det: keeping the four
-//! "best" layers float scores below keeping one), so the search keeps a prefix float: it
+//! single-layer gains do not add up (on PP-PicoDet layout, keeping the 3rd to 26th "best" layers
+//! float as well scores below keeping the first two), so the search keeps a prefix float: it
 //! bisects on the number of leading learned layers (graph order) kept float for the smallest
 //! one whose cosine on the calibration samples meets the target, in about log2(layers) + 1
 //! scored models. Backbone float, neck and head INT8 is the typical answer for a detector.
@@ -33,10 +33,33 @@ pub struct Outcome {
     /// Cosine of the chosen model; when the target is out of reach, the best measured (with
     /// all but the last learned layer float), and `float_nodes` is empty.
     pub after: f64,
-    /// Nodes kept float, in the order chosen.
+    /// Nodes kept float: a prefix of the learned layers, in graph order.
     pub float_nodes: Vec<String>,
     /// Learned layers that were INT8 before the search.
     pub candidates: usize,
+}
+
+impl Outcome {
+    /// The summary note: what was measured on `samples` samples and what was kept float.
+    pub fn note(&self, samples: usize, target: f64) -> String {
+        if self.before >= target {
+            format!("accuracy search: cosine {:.4} on {samples} calibration samples already meets target {target}", self.before)
+        } else if self.after >= target {
+            format!(
+                "accuracy search: cosine {:.4} -> {:.4} on {samples} calibration samples (target {target}) with the first {} of {} learned layers kept float (through `{}`)",
+                self.before,
+                self.after,
+                self.float_nodes.len(),
+                self.candidates,
+                self.float_nodes.last().map_or("", String::as_str)
+            )
+        } else {
+            format!(
+                "accuracy search: target {target} is out of reach: {:.4} on {samples} calibration samples with all but the last of {} learned layers float (all INT8: {:.4}); the model is left all INT8. Lower the target, check the calibration data, or exclude layers by hand",
+                self.after, self.candidates, self.before
+            )
+        }
+    }
 }
 
 fn session_opts() -> SessionOptions {
