@@ -29,7 +29,7 @@ fn useful_interval(graph: &GraphProto, ix: &GraphIndex, n: &NodeProto) -> Option
         "HardSigmoid" => {
             let alpha = attr_f(n, "alpha").unwrap_or(0.2);
             let beta = attr_f(n, "beta").unwrap_or(0.5);
-            (alpha > 0.0).then(|| (-beta / alpha, (1.0 - beta) / alpha))
+            (alpha > 0.0 && alpha.is_finite() && beta.is_finite()).then(|| (-beta / alpha, (1.0 - beta) / alpha))
         }
         "Clip" => {
             // Opset >= 11 takes min/max as inputs; the prepared graph is opset >= 13.
@@ -66,7 +66,8 @@ pub fn narrow_ranges(graph: &GraphProto, ranges: &mut Ranges) -> usize {
                 _ => false,
             }
         });
-        if !all_saturate {
+        // `lo <= hi` also fails for NaN bounds from a hostile model: leave those ranges alone.
+        if !all_saturate || !(lo <= hi) || !range.0.is_finite() || !range.1.is_finite() {
             continue;
         }
         let (mut a, mut b) = (range.0.clamp(lo, hi), range.1.clamp(lo, hi));
@@ -134,6 +135,20 @@ mod tests {
             .output("z", dt::FLOAT, &dims())
             .graph();
         let mut r = ranges(&[("x", -60.0, 50.0)]);
+        assert_eq!(narrow_ranges(&g, &mut r), 0);
+        assert_eq!(r.get("x"), Some((-60.0, 50.0)));
+    }
+
+    #[test]
+    fn nan_attributes_and_bounds_change_nothing() {
+        let g = ModelBuilder::new(13)
+            .input("x", dt::FLOAT, &dims())
+            .initializer(tensor::from_f32("lo", &[], &[f32::NAN]))
+            .node(node("HardSigmoid", "h", &["x"], &["y"], vec![crate::onnx::builder::attr_f("beta", f32::NAN)]))
+            .node(node("Clip", "c", &["y", "lo"], &["z"], vec![]))
+            .output("z", dt::FLOAT, &dims())
+            .graph();
+        let mut r = ranges(&[("x", -60.0, 50.0), ("y", -1.0, 1.0)]);
         assert_eq!(narrow_ranges(&g, &mut r), 0);
         assert_eq!(r.get("x"), Some((-60.0, 50.0)));
     }
