@@ -96,9 +96,35 @@ fn target_cosine_reports_its_search_and_rejects_bad_values() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(s["searched_float"], serde_json::json!([]));
+    assert_eq!(s["target_met"], serde_json::json!(true));
     assert!(s["notes"].to_string().contains("already meets target 0.5"), "{}", s["notes"]);
-    // Out of (0, 1]: bad input, nothing written.
+    // With --validate, the JSON carries the report too.
+    let v = kenosis(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+        "--samples",
+        "2",
+        "--json",
+        "--validate",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(&stdout(&v)).unwrap();
+    assert!(s["validation"]["cosine_mean"].as_f64().is_some(), "{s}");
+    assert!(s["validation"]["verdict"].is_string(), "{s}");
+    // Out of reach: the model is written all INT8, the run fails like a gate (exit 4).
+    let far = args("1");
+    assert_eq!(far.status.code(), Some(4), "{}", stderr(&far));
+    assert!(stderr(&far).contains("--target-cosine 1 was not reached"), "{}", stderr(&far));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&far)).unwrap();
+    assert_eq!(s["target_met"], serde_json::json!(false));
+    assert!(out.exists());
+    // Out of (0, 1], negative numbers included: bad input, nothing written.
     std::fs::remove_file(&out).unwrap();
+    let neg = args("-1");
+    assert_eq!(neg.status.code(), Some(2), "{}", stderr(&neg));
+    assert!(stderr(&neg).contains("target_cosine is -1"), "{}", stderr(&neg));
     let bad = args("1.5");
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("target_cosine is 1.5"), "{}", stderr(&bad));

@@ -205,7 +205,11 @@ fn accuracy_search_keeps_costly_layers_float_and_rebuilds_the_same_bytes() {
     cfg.target_cosine = Some(1.0);
     let far = quantize::quantize(&fp32, &cfg).unwrap();
     assert!(far.summary.searched_float.is_empty());
-    assert!(far.summary.notes.iter().any(|n| n.contains("out of reach")), "{:?}", far.summary.notes);
+    assert!(far.summary.notes.iter().any(|n| n.contains("NOT reached")), "{:?}", far.summary.notes);
+    assert_eq!(far.summary.target_met, Some(false));
+    assert_eq!(q.summary.target_met, Some(true));
+    assert_eq!(met.summary.target_met, Some(true));
+    assert_eq!(plain.summary.target_met, None);
     // Out of range: a config error, not a panic.
     cfg.target_cosine = Some(1.5);
     assert!(quantize::quantize(&fp32, &cfg).unwrap_err().to_string().contains("target_cosine"));

@@ -406,6 +406,12 @@ fn verdict_rules() {
     assert!(r.verdict_reason.contains("0.9700") && r.verdict_reason.contains("slower"), "{}", r.verdict_reason);
     let r = figures(0.999, 0.995, Some(1.0), 1.0);
     assert!(r.verdict_reason.contains("not faster"), "{}", r.verdict_reason);
+    // Every sample blank: a cosine of 1.0 compares nothing, so not EXCELLENT.
+    let mut r = figures(1.0, 1.0, None, 1.10);
+    r.outputs[0].blank_samples = r.samples;
+    r.judge();
+    assert_eq!(r.verdict, Verdict::Good);
+    assert!(r.verdict_reason.contains("blank"), "{}", r.verdict_reason);
 }
 
 #[test]

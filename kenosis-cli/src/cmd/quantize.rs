@@ -76,13 +76,14 @@ pub struct Args {
     /// Also write the calibration ranges (JSON) here, for offline rebuilds.
     #[arg(long, value_name = "FILE")]
     pub ranges_out: Option<PathBuf>,
-    /// Print the decisions as JSON on stdout.
+    /// Print the decisions as JSON on stdout (with the validation report under `validation`).
     #[arg(long)]
     pub json: bool,
     /// Mixed precision: keep the fewest leading learned layers float (the backbone's start)
     /// that bring the cosine similarity to FP32 on the calibration samples up to X (e.g. 0.995).
-    /// Scores about log2(layers) candidate models; trades speed for accuracy.
-    #[arg(long, value_name = "X")]
+    /// Scores about log2(layers) + 1 candidate models; trades speed for accuracy. Exit 4 (OUT
+    /// written all INT8) when X is out of reach. Calibrate on real inputs for this to mean much.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub target_cosine: Option<f64>,
     /// After writing OUT, validate it against the FP32 model and print the `kenosis validate`
     /// report (cosine, top-1, latency side by side, fusion, verdict). A BROKEN verdict or a failed
@@ -182,7 +183,13 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     let report = if args.validate { Some(validate_output(global, &args, &cfg, &model, &q.model)?) } else { None };
     if args.json {
-        crate::common::print_json(&q.summary)?;
+        let mut v = serde_json::to_value(&q.summary).map_err(|e| Failure::Other(format!("can't print the summary: {e}")))?;
+        if let (Some(r), Some(m)) = (&report, v.as_object_mut()) {
+            let r = serde_json::to_value(r).map_err(|e| Failure::Other(format!("can't print the report: {e}")))?;
+            m.insert("validation".into(), r);
+        }
+        crate::common::print_json(&v)?;
+        target_result(&args, &q.summary)?;
         return report.map_or(Ok(()), |r| gate(&args, &r));
     }
     let s = &q.summary;
@@ -216,9 +223,9 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     if let Some(r) = &report {
         print!("{}", r.human());
-        return gate(&args, r);
     }
-    Ok(())
+    target_result(&args, &q.summary)?;
+    report.map_or(Ok(()), |r| gate(&args, &r))
 }
 
 /// Validates the INT8 model as `kenosis validate` would, on the validation images, else on the
@@ -247,11 +254,17 @@ fn validate_output(
 
 fn gate(args: &Args, report: &validate::Report) -> CmdResult {
     let gates = validate::Gates { min_cosine: args.min_cosine, min_top1_agreement: args.min_top1, min_speedup: args.min_speedup };
-    let failures = report.check(&gates);
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Gate(failures.join("; ")))
+    crate::cmd::validate::gate_result(report, &report.check(&gates))
+}
+
+/// An accuracy target the search could not reach fails like a gate (exit 4); OUT is kept.
+fn target_result(args: &Args, summary: &quantize::Summary) -> CmdResult {
+    match (args.target_cosine, summary.target_met) {
+        (Some(t), Some(false)) => Err(Failure::Gate(format!(
+            "--target-cosine {t} was not reached (see the accuracy-search note); the model was written all INT8. \
+             Lower the target, calibrate on real inputs, or keep layers FP32 with --exclude-node"
+        ))),
+        _ => Ok(()),
     }
 }
 

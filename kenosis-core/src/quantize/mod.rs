@@ -231,6 +231,14 @@ pub fn quantize_with_progress(
             q = apply_with(&prepared, &ranges, cfg, &found.float_nodes)?;
         }
         q.summary.notes.push(found.note(samples.len().min(search::SEARCH_SAMPLES), target));
+        q.summary.target_met = Some(found.met(target));
+        if matches!(cfg.inputs.source, calibrate::Source::Synthetic { .. }) && found.candidates > 0 {
+            q.summary.notes.push(
+                "accuracy search: it scored synthetic calibration inputs (noise), so its cosine says little about real \
+                 inputs; calibrate with --calibration-images or --calibration-data for a choice that holds"
+                    .into(),
+            );
+        }
     }
     let mut notes = prep_notes;
     notes.extend(samples.notes.iter().map(|n| format!("calibration: {n}")));

@@ -235,7 +235,7 @@ pub fn make_plan(graph: &GraphProto, ranges: &Ranges, protect: &Protect) -> crat
         } else if protect.exclude_nodes.contains(&n.name) || protect.exclude_nodes.contains(&node_label(n)) {
             Some("excluded by name".to_string())
         } else if protect.searched.contains(&node_label(n)) {
-            Some("kept float by the accuracy search (target_cosine): among the layers whose quantization costs the most accuracy".to_string())
+            Some("kept float by the accuracy search (target_cosine): one of the leading learned layers kept FP32 to reach the target".to_string())
         } else if protect.exclude_ops.contains(&n.op_type) {
             Some(format!("op type {} excluded", n.op_type))
         } else if let Some(t) = n.input.iter().find(|t| tainted.contains(*t)) {

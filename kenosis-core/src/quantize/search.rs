@@ -40,13 +40,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// True when the chosen model reaches `target` on the calibration samples.
+    pub fn met(&self, target: f64) -> bool {
+        self.before >= target || (!self.float_nodes.is_empty() && self.after >= target)
+    }
+
     /// The summary note: what was measured on `samples` samples and what was kept float.
     pub fn note(&self, samples: usize, target: f64) -> String {
-        if self.before >= target {
-            format!("accuracy search: cosine {:.4} on {samples} calibration samples already meets target {target}", self.before)
+        if self.candidates == 0 {
+            "accuracy search: no learned layer was quantized, so there was nothing to search".to_string()
+        } else if self.before >= target {
+            format!("accuracy search: cosine {:.5} on {samples} calibration samples already meets target {target}", self.before)
         } else if self.after >= target {
             format!(
-                "accuracy search: cosine {:.4} -> {:.4} on {samples} calibration samples (target {target}) with the first {} of {} learned layers kept float (through `{}`)",
+                "accuracy search: cosine {:.5} -> {:.5} on {samples} calibration samples (target {target}) with the first {} of {} learned layers kept float (through `{}`)",
                 self.before,
                 self.after,
                 self.float_nodes.len(),
@@ -55,7 +62,7 @@ impl Outcome {
             )
         } else {
             format!(
-                "accuracy search: target {target} is out of reach: {:.4} on {samples} calibration samples with all but the last of {} learned layers float (all INT8: {:.4}); the model is left all INT8. Lower the target, check the calibration data, or exclude layers by hand",
+                "accuracy search: target {target} NOT reached: {:.5} on {samples} calibration samples with all but the last of {} learned layers float (all INT8: {:.5}); the model is left all INT8. Lower the target, check the calibration data, or exclude layers by hand",
                 self.after, self.candidates, self.before
             )
         }

@@ -43,6 +43,10 @@ pub struct Summary {
     /// from stored ranges needs them to make the same bytes.
     #[serde(default)]
     pub searched_float: Vec<String>,
+    /// Whether the accuracy search reached `target_cosine` on the calibration samples (`None`
+    /// without a target). When it did not, the model is all INT8.
+    #[serde(default)]
+    pub target_met: Option<bool>,
     /// Things the user should know (saturation guards, subgraphs left float, ...).
     pub notes: Vec<String>,
 }

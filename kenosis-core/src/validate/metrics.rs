@@ -116,6 +116,9 @@ pub fn output_kind(shape: &[usize], producer_op: Option<&str>) -> (OutputKind, O
 pub const BLANK_PEAK: f64 = 1e-3;
 /// A blank sample counts as agreeing when INT8 stays within this fraction of that value.
 pub const BLANK_TOLERANCE: f64 = 1e-2;
+/// Peaks and errors below this are blank whatever the other samples hold, so a set of samples
+/// that are all blank (a detector shown only empty scenes) is recognised as such.
+pub const BLANK_FLOOR: f64 = 1e-6;
 
 /// Running figures for one output over all samples.
 #[derive(Debug, Clone)]
@@ -174,14 +177,22 @@ impl OutputStats {
         }
     }
 
-    /// Which samples are blank on both sides (see [`BLANK_PEAK`]); they are left out of the
-    /// cosine figures. A blank FP32 output that INT8 fills in is not blank: it counts.
+    /// Which samples are blank on both sides (see [`BLANK_PEAK`], [`BLANK_FLOOR`]); they are
+    /// left out of the cosine figures. A blank FP32 output that INT8 fills in is not blank.
     pub fn blank(&self) -> Vec<bool> {
         let scale = self.peaks.iter().map(|p| p.0).fold(0.0, f64::max);
         self.peaks
             .iter()
-            .map(|&(peak, err)| scale > 0.0 && peak < BLANK_PEAK * scale && err <= BLANK_TOLERANCE * scale)
+            .map(|&(peak, err)| {
+                peak < (BLANK_PEAK * scale).max(BLANK_FLOOR)
+                    && err <= (BLANK_TOLERANCE * scale).max(BLANK_FLOOR)
+            })
             .collect()
+    }
+
+    /// True when every sample is blank: there was nothing to compare, and INT8 agreed.
+    pub fn all_blank(&self) -> bool {
+        !self.peaks.is_empty() && self.blank().iter().all(|&b| b)
     }
 
     fn counted(&self) -> Vec<f64> {
@@ -190,6 +201,9 @@ impl OutputStats {
     }
 
     pub fn cosine_mean(&self) -> f64 {
+        if self.all_blank() {
+            return 1.0;
+        }
         let c = self.counted();
         if c.is_empty() {
             return 0.0;
@@ -198,6 +212,9 @@ impl OutputStats {
     }
 
     pub fn cosine_min(&self) -> f64 {
+        if self.all_blank() {
+            return 1.0;
+        }
         self.counted().into_iter().fold(f64::INFINITY, f64::min).min(1.0)
     }
 
@@ -245,10 +262,30 @@ mod tests {
     }
 
     #[test]
-    fn all_zero_outputs_are_not_blank() {
+    fn a_set_of_blank_samples_alone_is_blank() {
+        // A detector shown only empty scenes: peaks of 1e-7, INT8 within 6e-8.
+        let mut s = OutputStats::new("p", &[1, 3], None);
+        s.add(&[1e-7, 0.0, 2e-8], &[4e-8, 0.0, 1e-8], true);
+        s.add(&[5e-8, 1e-9, 0.0], &[0.0, 3e-8, 0.0], true);
+        assert!(s.all_blank());
+        assert_eq!((s.cosine_mean(), s.cosine_min()), (1.0, 1.0));
+        // A real response next to them makes them blank relative to it, and it counts alone.
+        s.add(&[0.9, 0.0, 0.1], &[0.8, 0.0, 0.1], true);
+        assert_eq!(s.blank(), vec![true, true, false]);
+        assert!(!s.all_blank());
+        assert!(s.cosine_mean() > 0.99 && s.cosine_mean() < 1.0);
+    }
+
+    #[test]
+    fn all_zero_outputs_are_blank_and_agree() {
         let mut s = OutputStats::new("p", &[1, 2], None);
         s.add(&[0.0, 0.0], &[0.0, 0.0], true);
-        assert_eq!(s.blank(), vec![false]);
+        assert_eq!(s.blank(), vec![true]);
         assert_eq!(s.cosine_mean(), 1.0);
+        // INT8 responding where FP32 is exactly zero is not blank.
+        let mut s = OutputStats::new("p", &[1, 2], None);
+        s.add(&[0.0, 0.0], &[0.5, 0.0], true);
+        assert_eq!(s.blank(), vec![false]);
+        assert_eq!(s.cosine_mean(), 0.0);
     }
 }

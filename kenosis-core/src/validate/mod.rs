@@ -173,6 +173,13 @@ pub fn validate(fp32: &Model, int8: &Model, opts: &ValidateOptions) -> Result<Re
         .collect();
     let worst = outputs.iter().min_by(|a, b| a.cosine_mean.total_cmp(&b.cosine_mean));
     let mut notes = Vec::new();
+    for o in outputs.iter().filter(|o| o.blank_samples > 0 && o.blank_samples == samples.feeds.len()) {
+        notes.push(format!(
+            "output `{}`: every sample is blank (FP32 ~0 everywhere) and INT8 agrees, so its cosine of 1.0 compares \
+             nothing; validate on inputs where the model responds (for a detector, images with objects in them)",
+            o.name
+        ));
+    }
     for o in outputs.iter().filter(|o| o.fp32_nonfinite > 0) {
         notes.push(format!(
             "output `{}`: {} FP32 values are NaN or infinite and were left out",

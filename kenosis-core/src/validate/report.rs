@@ -197,6 +197,9 @@ impl Report {
         if self.speedup <= EXCELLENT_SPEEDUP {
             short.push(format!("not faster than FP32 ({:.2}x)", self.speedup));
         }
+        for o in self.outputs.iter().filter(|o| self.samples > 0 && o.blank_samples >= self.samples) {
+            short.push(format!("every sample of `{}` is blank, so nothing was compared", o.name));
+        }
         let summary = {
             let mut s = format!("cosine {cos:.4}");
             if let Some(t) = top1 {
