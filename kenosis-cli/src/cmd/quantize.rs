@@ -152,6 +152,8 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     let (model, in_bytes) = load_model(&args.input)?;
     let cfg = args.config();
+    // Settings errors before any work starts (and before the progress line).
+    cfg.canonical()?;
     global.runtime()?;
     let mut step = Some(Progress::new(global, "calibrating", None));
     let mut searching = false;
@@ -195,13 +197,9 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let s = &q.summary;
     let quantized: usize = s.quantized.values().sum();
     let total = quantized + s.kept_float.values().sum::<usize>();
-    println!(
-        "wrote {} ({} → {}, {:.2}× smaller)",
-        out.display(),
-        human_bytes(in_bytes),
-        human_bytes(out_bytes),
-        in_bytes as f64 / out_bytes.max(1) as f64
-    );
+    let ratio = in_bytes as f64 / out_bytes.max(1) as f64;
+    let change = if ratio >= 1.0 { format!("{ratio:.2}× smaller") } else { format!("{:.2}× larger", 1.0 / ratio) };
+    println!("wrote {} ({} → {}, {change})", out.display(), human_bytes(in_bytes), human_bytes(out_bytes));
     if !global.quiet {
         println!(
             "  weights     {}-bit, {} ({})",

@@ -120,9 +120,10 @@ pub(crate) fn load(
         feeds.push(sample);
     }
     let mut notes = vec![format!(
-        "input `{}`: {} images from {} stretched to {}, {}, {:?}",
+        "input `{}`: {} image{} from {} stretched to {}, {}, {:?}",
         spec.name,
         files.len(),
+        if files.len() == 1 { "" } else { "s" },
         dir.display(),
         fmt_dims(&spec.dims),
         if bgr { "BGR" } else { "RGB" },
