@@ -247,12 +247,7 @@ fn from_record(
         model: written.to_string(),
         reason: format!("{}: the ranges can't be read ({e}); run `kenosis prepare`", record_path.display()),
     })?;
-    let searched: Vec<String> = rec
-        .summary
-        .get("searched_float")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    let q = pipeline::rebuild(fp32, &ranges, &searched, r, manifest_dir).map_err(|e| Error::core(written, e))?;
+    let q = pipeline::rebuild(fp32, &ranges, &searched_float(&rec.summary), r, manifest_dir).map_err(|e| Error::core(written, e))?;
     let int8 = q.model.to_bytes().map_err(|e| Error::core(written, e))?;
     let got = FileDigest::of_bytes(INT8_FILE, &int8);
     if got.sha256 != rec.int8.sha256 {
@@ -279,6 +274,13 @@ fn load_matching(written: &str, record_path: &Path, inputs: &KeyInputs, why: &st
 
 fn check_record(written: &str, record_path: &Path, inputs: &KeyInputs) -> Result<()> {
     load_matching(written, record_path, inputs, "`kenosis prepare --check` found no record").map(|_| ())
+}
+
+/// The layers the accuracy search kept float, from a record's summary (none in older records).
+fn searched_float(summary: &Value) -> Vec<String> {
+    serde_json::from_value::<kenosis_core::quantize::Summary>(summary.clone())
+        .map(|s| s.searched_float)
+        .unwrap_or_default()
 }
 
 /// `v` with the crate folder cut from the paths in its notes, so records read the same in every checkout.
@@ -336,4 +338,23 @@ fn summary_line(written: &str, report: &Report, origin: Origin) -> String {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searched_layers_come_back_from_the_record_summary() {
+        let summary = kenosis_core::quantize::Summary {
+            searched_float: vec!["p2o.Conv.0".into(), "p2o.Conv.1".into()],
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&summary).unwrap();
+        assert_eq!(searched_float(&v), summary.searched_float);
+        // A record written before the search existed has no such field.
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("searched_float");
+        assert!(searched_float(&old).is_empty());
+    }
 }
