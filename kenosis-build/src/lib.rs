@@ -199,6 +199,13 @@ impl Config {
         self
     }
 
+    /// With [`Config::target_cosine`]: stores the weights of the layers kept float as FP16
+    /// (`kenosis quantize --fp16-float-layers`).
+    pub fn fp16_float_layers(&mut self) -> &mut Config {
+        self.settings.fp16_float_layers = Some(true);
+        self
+    }
+
     /// Fails the build when the worst output's mean cosine is below `min` (default
     /// [`DEFAULT_MIN_COSINE`]; 0 turns the gate off).
     pub fn min_cosine(&mut self, min: f64) -> &mut Config {

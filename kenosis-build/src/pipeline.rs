@@ -18,6 +18,7 @@ pub(crate) fn quantize_config(r: &Resolved, manifest_dir: &Path) -> QuantizeConf
         exclude_nodes: r.exclude_nodes.clone(),
         exclude_ops: r.exclude_ops.clone(),
         target_cosine: r.target_cosine,
+        fp16_float_layers: r.fp16_float_layers,
         inputs: r.input_config(manifest_dir),
     }
 }

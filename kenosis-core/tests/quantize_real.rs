@@ -196,6 +196,16 @@ fn accuracy_search_keeps_costly_layers_float_and_rebuilds_the_same_bytes() {
     // The same choice from the record's ranges, without ORT: the same bytes.
     let again = quantize::rebuild(&fp32, &q.ranges, &cfg, float).unwrap();
     assert_eq!(again.model.to_bytes().unwrap(), q.model.to_bytes().unwrap());
+    // FP16 storage of the float layers: Casts in front of them, a smaller file, still rebuildable.
+    cfg.fp16_float_layers = true;
+    let h = quantize::quantize(&fp32, &cfg).unwrap();
+    let casts = h.model.graph().node.iter().filter(|n| n.op_type == "Cast").count();
+    assert!(casts > 0 && casts <= h.summary.searched_float.len(), "{casts} Casts");
+    assert!(h.model.to_bytes().unwrap().len() < q.model.to_bytes().unwrap().len());
+    let again = quantize::rebuild(&fp32, &h.ranges, &cfg, &h.summary.searched_float).unwrap();
+    assert_eq!(again.model.to_bytes().unwrap(), h.model.to_bytes().unwrap());
+    Session::from_model(&h.model, &SessionOptions::default()).unwrap();
+    cfg.fp16_float_layers = false;
     // A target already met: nothing is kept float.
     cfg.target_cosine = Some(0.5);
     let met = quantize::quantize(&fp32, &cfg).unwrap();

@@ -85,6 +85,10 @@ pub struct Args {
     /// written all INT8) when X is out of reach. Calibrate on real inputs for this to mean much.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub target_cosine: Option<f64>,
+    /// With --target-cosine: store the weights of the layers kept float as FP16 (about half
+    /// their size; ONNX Runtime casts them back at load, same speed). The search scores it.
+    #[arg(long, requires = "target_cosine")]
+    pub fp16_float_layers: bool,
     /// After writing OUT, validate it against the FP32 model and print the `kenosis validate`
     /// report (cosine, top-1, latency side by side, fusion, verdict). A BROKEN verdict or a failed
     /// --min-* gate exits 4; OUT is kept so it can be inspected.
@@ -130,6 +134,7 @@ impl Args {
             exclude_nodes: self.exclude_nodes.clone(),
             exclude_ops: self.exclude_ops.clone(),
             target_cosine: self.target_cosine,
+            fp16_float_layers: self.fp16_float_layers,
             inputs: InputConfig {
                 source,
                 samples: self.samples,

@@ -21,6 +21,7 @@
 mod config;
 mod emit;
 mod fold;
+mod fp16;
 pub mod plan;
 pub mod qparams;
 mod refuse;
@@ -180,6 +181,12 @@ pub fn apply_with(prepared: &Model, ranges: &Ranges, cfg: &QuantizeConfig, searc
     if narrowed > 0 {
         summary.notes.push(format!(
             "{narrowed} activation range(s) narrowed to where their HardSigmoid/Clip/Relu readers saturate"
+        ));
+    }
+    let halved = if cfg.fp16_float_layers { fp16::store_half(model.graph_mut(), &searched.iter().cloned().collect()) } else { 0 };
+    if halved > 0 {
+        summary.notes.push(format!(
+            "{halved} weight(s) of the layers the accuracy search kept float are stored as FP16 (ONNX Runtime casts them to FP32 once, at load)"
         ));
     }
     summary.searched_float = searched.to_vec();
