@@ -66,8 +66,8 @@ pub fn narrow_ranges(graph: &GraphProto, ranges: &mut Ranges) -> usize {
                 _ => false,
             }
         });
-        // `lo <= hi` also fails for NaN bounds from a hostile model: leave those ranges alone.
-        if !all_saturate || !(lo <= hi) || !range.0.is_finite() || !range.1.is_finite() {
+        // NaN attributes and bounds were refused above (`useful_interval`); f32::min/max skip NaN.
+        if !all_saturate || lo > hi || !range.0.is_finite() || !range.1.is_finite() {
             continue;
         }
         let (mut a, mut b) = (range.0.clamp(lo, hi), range.1.clamp(lo, hi));
