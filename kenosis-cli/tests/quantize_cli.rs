@@ -77,20 +77,12 @@ fn target_cosine_reports_its_search_and_rejects_bad_values() {
     let input = dir.path().join("m.onnx");
     fixture(&input);
     let out = dir.path().join("m.int8.onnx");
-    let args = |t: &str| {
-        kenosis(&[
-            "quantize",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--force",
-            "--samples",
-            "2",
-            "--target-cosine",
-            t,
-            "--json",
-        ])
+    let run = |extra: &[&str]| {
+        let mut a = vec!["quantize", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--force", "--samples", "2", "--json"];
+        a.extend_from_slice(extra);
+        kenosis(&a)
     };
+    let args = |t: &str| run(&["--target-cosine", t]);
     // Met already: no layer kept float, and the summary says so.
     let o = args("0.5");
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
@@ -99,17 +91,7 @@ fn target_cosine_reports_its_search_and_rejects_bad_values() {
     assert_eq!(s["target_met"], serde_json::json!(true));
     assert!(s["notes"].to_string().contains("already meets target 0.5"), "{}", s["notes"]);
     // With --validate, the JSON carries the report too.
-    let v = kenosis(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--force",
-        "--samples",
-        "2",
-        "--json",
-        "--validate",
-    ]);
+    let v = run(&["--validate"]);
     let s: serde_json::Value = serde_json::from_str(&stdout(&v)).unwrap();
     assert!(s["validation"]["cosine_mean"].as_f64().is_some(), "{s}");
     assert!(s["validation"]["verdict"].is_string(), "{s}");

@@ -200,21 +200,18 @@ impl OutputStats {
         self.cosines.iter().zip(&blank).filter(|(_, &b)| !b).map(|(&c, _)| c).collect()
     }
 
+    /// Mean cosine over the counted samples: 1.0 when every sample is blank (they agree), 0.0
+    /// with no samples at all.
     pub fn cosine_mean(&self) -> f64 {
-        if self.all_blank() {
-            return 1.0;
-        }
         let c = self.counted();
-        if c.is_empty() {
-            return 0.0;
+        match (c.is_empty(), self.cosines.is_empty()) {
+            (true, true) => 0.0,
+            (true, false) => 1.0,
+            _ => c.iter().sum::<f64>() / c.len() as f64,
         }
-        c.iter().sum::<f64>() / c.len() as f64
     }
 
     pub fn cosine_min(&self) -> f64 {
-        if self.all_blank() {
-            return 1.0;
-        }
         self.counted().into_iter().fold(f64::INFINITY, f64::min).min(1.0)
     }
 
