@@ -11,6 +11,16 @@ use kenosis_core::Error;
 use ndarray::ArrayD;
 use quant_util::{cosine, count, fused_ops, ranges, run};
 
+/// `b` with the weights and biases of `(name, out channels, in channels, kernel)` Convs, in order.
+fn with_convs(mut b: ModelBuilder, rng: &mut Rng, convs: &[(&str, i64, i64, i64)]) -> ModelBuilder {
+    for &(name, m, c, k) in convs {
+        for t in conv_init(rng, name, m, c, k) {
+            b = b.initializer(t);
+        }
+    }
+    b
+}
+
 fn conv_init(rng: &mut Rng, name: &str, m: i64, c: i64, k: i64) -> Vec<kenosis_core::onnx::proto::TensorProto> {
     let fan = (c * k * k) as f32;
     let w = rng
@@ -60,12 +70,7 @@ fn conv_relu_model() -> Model {
     let mut b = ModelBuilder::new(13)
         .input("x", dt::FLOAT, &[D::S("N"), 8.into(), 16.into(), 16.into()])
         .output("y", dt::FLOAT, &[D::S("N"), 4.into()]);
-    for t in conv_init(&mut rng, "c1", 8, 8, 3)
-        .into_iter()
-        .chain(conv_init(&mut rng, "c2", 8, 8, 3))
-    {
-        b = b.initializer(t);
-    }
+    b = with_convs(b, &mut rng, &[("c1", 8, 8, 3), ("c2", 8, 8, 3)]);
     b.initializer(tensor::from_f32("fc_w", &[4, 8], &rng.vec(32, -0.5, 0.5)))
         .initializer(tensor::from_f32("fc_b", &[4], &rng.vec(4, -0.1, 0.1)))
         .node(conv("c1", "x", "c1_out", 3))
@@ -193,13 +198,7 @@ fn concat_of_quantized_inputs_becomes_qlinearconcat() {
     let mut b = ModelBuilder::new(13)
         .input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()])
         .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 8, 3)
-        .into_iter()
-        .chain(conv_init(&mut rng, "b", 8, 8, 1))
-        .chain(conv_init(&mut rng, "c", 4, 16, 1))
-    {
-        b = b.initializer(t);
-    }
+    b = with_convs(b, &mut rng, &[("a", 8, 8, 3), ("b", 8, 8, 1), ("c", 4, 16, 1)]);
     let m = b
         .node(conv("a", "x", "a_out", 3))
         .node(node("Relu", "ra", &["a_out"], &["ra_out"], vec![]))
@@ -235,13 +234,7 @@ fn data_movement_keeps_identical_qparams_and_non_data_inputs_stay_float() {
     let mut b = ModelBuilder::new(13)
         .input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()])
         .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 8, 3)
-        .into_iter()
-        .chain(conv_init(&mut rng, "b", 8, 8, 3))
-        .chain(conv_init(&mut rng, "c", 4, 8, 1))
-    {
-        b = b.initializer(t);
-    }
+    b = with_convs(b, &mut rng, &[("a", 8, 8, 3), ("b", 8, 8, 3), ("c", 4, 8, 1)]);
     let m = b
         .initializer(tensor::from_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]))
         .initializer(tensor::from_i64("shape1", &[3], &[1, 8, 256]))
@@ -353,13 +346,7 @@ fn hard_swish_and_hard_sigmoid_run_as_qlinear_add_and_mul() {
     let mut b = ModelBuilder::new(14)
         .input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()])
         .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 8, 3)
-        .into_iter()
-        .chain(conv_init(&mut rng, "b", 8, 8, 3))
-        .chain(conv_init(&mut rng, "c", 4, 8, 1))
-    {
-        b = b.initializer(t);
-    }
+    b = with_convs(b, &mut rng, &[("a", 8, 8, 3), ("b", 8, 8, 3), ("c", 4, 8, 1)]);
     let m = b
         .node(conv("a", "x", "a_out", 3))
         .node(node("HardSwish", "hs", &["a_out"], &["hs_out"], vec![]))
@@ -395,13 +382,7 @@ fn first_conv_on_pixels_stays_float() {
     let mut b = ModelBuilder::new(13)
         .input("x", dt::FLOAT, &[1.into(), 3.into(), 16.into(), 16.into()])
         .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 3, 3)
-        .into_iter()
-        .chain(conv_init(&mut rng, "b", 8, 8, 3))
-        .chain(conv_init(&mut rng, "c", 4, 8, 1))
-    {
-        b = b.initializer(t);
-    }
+    b = with_convs(b, &mut rng, &[("a", 8, 3, 3), ("b", 8, 8, 3), ("c", 4, 8, 1)]);
     let m = b
         .node(conv("a", "x", "a_out", 3))
         .node(node("Relu", "ra", &["a_out"], &["ra_out"], vec![]))
@@ -460,13 +441,7 @@ fn secondary_inputs_and_exclusions_stay_float() {
         .input("x", dt::FLOAT, &[1.into(), 8.into(), 16.into(), 16.into()])
         .input("scale_factor", dt::FLOAT, &[1.into(), 1.into()])
         .output("y", dt::FLOAT, &[1.into(), 4.into(), 16.into(), 16.into()]);
-    for t in conv_init(&mut rng, "a", 8, 8, 3)
-        .into_iter()
-        .chain(conv_init(&mut rng, "b", 8, 8, 3))
-        .chain(conv_init(&mut rng, "c", 4, 8, 1))
-    {
-        b = b.initializer(t);
-    }
+    b = with_convs(b, &mut rng, &[("a", 8, 8, 3), ("b", 8, 8, 3), ("c", 4, 8, 1)]);
     let m = b
         .initializer(tensor::from_i64("s4", &[4], &[1, 1, 1, 1]))
         .node(conv("a", "x", "a_out", 3))

@@ -190,11 +190,6 @@ impl OutputStats {
             .collect()
     }
 
-    /// True when every sample is blank: there was nothing to compare, and INT8 agreed.
-    pub fn all_blank(&self) -> bool {
-        !self.peaks.is_empty() && self.blank().iter().all(|&b| b)
-    }
-
     fn counted(&self) -> Vec<f64> {
         let blank = self.blank();
         self.cosines.iter().zip(&blank).filter(|(_, &b)| !b).map(|(&c, _)| c).collect()
@@ -264,12 +259,12 @@ mod tests {
         let mut s = OutputStats::new("p", &[1, 3], None);
         s.add(&[1e-7, 0.0, 2e-8], &[4e-8, 0.0, 1e-8], true);
         s.add(&[5e-8, 1e-9, 0.0], &[0.0, 3e-8, 0.0], true);
-        assert!(s.all_blank());
+        assert!(s.blank().iter().all(|&b| b));
         assert_eq!((s.cosine_mean(), s.cosine_min()), (1.0, 1.0));
         // A real response next to them makes them blank relative to it, and it counts alone.
         s.add(&[0.9, 0.0, 0.1], &[0.8, 0.0, 0.1], true);
         assert_eq!(s.blank(), vec![true, true, false]);
-        assert!(!s.all_blank());
+        assert!(!s.blank().iter().all(|&b| b));
         assert!(s.cosine_mean() > 0.99 && s.cosine_mean() < 1.0);
     }
 
