@@ -231,11 +231,11 @@ pub fn quantize_with_progress(
         calibrate::collect_ranges_with_progress(&prepared, &samples, &mut |d, t| progress(Step::Calibrating, d, t))?;
     let mut q = apply(&prepared, &ranges, cfg)?;
     if let Some(target) = cfg.target_cosine {
-        let found = search::search(&prepared, &ranges, &samples, cfg, target, &q, &mut |d, t| {
+        let mut found = search::search(&prepared, &ranges, &samples, cfg, target, &q, &mut |d, t| {
             progress(Step::Searching, d, t)
         })?;
-        if !found.float_nodes.is_empty() {
-            q = apply_with(&prepared, &ranges, cfg, &found.float_nodes)?;
+        if let Some(chosen) = found.model.take() {
+            q = chosen;
         }
         q.summary.notes.push(found.note(samples.len().min(search::SEARCH_SAMPLES), target));
         q.summary.target_met = Some(found.met(target));

@@ -37,6 +37,8 @@ pub struct Outcome {
     pub float_nodes: Vec<String>,
     /// Learned layers that were INT8 before the search.
     pub candidates: usize,
+    /// The chosen model, when layers were kept float (built during the search).
+    pub model: Option<Quantized>,
 }
 
 impl Outcome {
@@ -122,7 +124,7 @@ pub fn search(
         .filter(|d| d.quantized && super::refuse::LEARNED_OPS.contains(&d.op_type.as_str()))
         .map(|d| d.node.clone())
         .collect();
-    let mut outcome = Outcome { before, after: before, float_nodes: Vec::new(), candidates: learned.len() };
+    let mut outcome = Outcome { before, after: before, float_nodes: Vec::new(), candidates: learned.len(), model: None };
     if before >= target || learned.is_empty() {
         return Ok(outcome);
     }
@@ -130,27 +132,31 @@ pub fn search(
     // and at least the last layer stays INT8 (with none, there is nothing left to quantize).
     let total = usize::BITS as usize - learned.len().leading_zeros() as usize + 1;
     let mut measured = 0;
-    let mut eval = |k: usize| -> Result<f64> {
+    let mut eval = |k: usize| -> Result<(f64, Quantized)> {
         let q = apply_with(prepared, ranges, cfg, &learned[..k])?;
         let s = score(&q.model, &feeds, &reference)?;
         measured += 1;
         progress(measured, total);
-        Ok(s)
+        Ok((s, q))
     };
     let (mut lo, mut hi) = (0usize, learned.len() - 1);
-    let top = if hi > 0 { eval(hi)? } else { before };
+    if hi == 0 {
+        progress(total, total);
+        return Ok(outcome);
+    }
+    let (top, top_model) = eval(hi)?;
     if top < target {
         progress(total, total);
         outcome.after = top;
         return Ok(outcome);
     }
-    let mut best = (top, hi);
+    let mut best = (top, hi, top_model);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        let s = eval(mid)?;
+        let (s, q) = eval(mid)?;
         if s >= target {
             hi = mid;
-            best = (s, mid);
+            best = (s, mid, q);
         } else {
             lo = mid;
         }
@@ -158,5 +164,6 @@ pub fn search(
     progress(total, total);
     outcome.after = best.0;
     outcome.float_nodes = learned[..best.1].to_vec();
+    outcome.model = Some(best.2);
     Ok(outcome)
 }
